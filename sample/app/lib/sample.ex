@@ -1,0 +1,1 @@
+defmodule Sample do def hello, do: :world end

@@ -1,0 +1,114 @@
+//! The deploy artifacts CodePipeline reads: `imagedefinitions.json` for the ECS action and
+//! `imageDetail.json` for ECS blue/green through CodeDeploy. Rendering is pure; writing is atomic.
+
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+#[derive(Serialize)]
+struct ImageDefinition<'a> {
+    name: &'a str,
+    #[serde(rename = "imageUri")]
+    image_uri: &'a str,
+}
+
+/// `imagedefinitions.json`: an array of `{"name", "imageUri"}` in the given order, pretty, with a final newline.
+pub fn image_definitions<'a>(entries: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
+    let list: Vec<ImageDefinition> = entries
+        .into_iter()
+        .map(|(name, image_uri)| ImageDefinition { name, image_uri })
+        .collect();
+    pretty(&list)
+}
+
+/// `imageDetail.json`: `{"ImageURI": ...}`, pretty, with a final newline.
+pub fn image_detail(uri: &str) -> String {
+    #[derive(Serialize)]
+    struct ImageDetail<'a> {
+        #[serde(rename = "ImageURI")]
+        image_uri: &'a str,
+    }
+    pretty(&ImageDetail { image_uri: uri })
+}
+
+fn pretty(value: &impl Serialize) -> String {
+    // Serializing plain strings into JSON cannot fail.
+    let mut text = serde_json::to_string_pretty(value).unwrap_or_default();
+    text.push('\n');
+    text
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot write `{}`: {cause}", path.display())]
+pub struct WriteError {
+    pub path: PathBuf,
+    pub cause: io::Error,
+}
+
+/// Writes `content` to `path` through a temporary file in the same folder and a rename, so that a
+/// reader (or a failed run) sees either the old file whole or the new one whole.
+pub fn write_atomic(path: &Path, content: &str) -> Result<(), WriteError> {
+    let fail = |cause| WriteError { path: path.to_path_buf(), cause };
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".ecrship-")
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .map_err(fail)?;
+    tmp.write_all(content.as_bytes()).map_err(fail)?;
+    tmp.as_file().sync_all().map_err(fail)?;
+    // The new file gets ordinary permissions, not the 0600 of a temporary file.
+    set_readable(tmp.as_file()).map_err(fail)?;
+    tmp.persist(path).map_err(|e| fail(e.error))?;
+    Ok(())
+}
+
+#[cfg(unix)]
+fn set_readable(file: &std::fs::File) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    file.set_permissions(std::fs::Permissions::from_mode(0o644))
+}
+
+#[cfg(not(unix))]
+fn set_readable(_: &std::fs::File) -> io::Result<()> {
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_definitions_bytes() {
+        let text = image_definitions([
+            ("app", "123456789012.dkr.ecr.ap-northeast-1.amazonaws.com/app:abc12345"),
+            ("web", "r/web:t"),
+        ]);
+        let want = "[\n  {\n    \"name\": \"app\",\n    \"imageUri\": \"123456789012.dkr.ecr.ap-northeast-1.amazonaws.com/app:abc12345\"\n  },\n  {\n    \"name\": \"web\",\n    \"imageUri\": \"r/web:t\"\n  }\n]\n";
+        assert_eq!(text, want);
+    }
+
+    #[test]
+    fn image_detail_bytes() {
+        assert_eq!(image_detail("r/app@sha256:00"), "{\n  \"ImageURI\": \"r/app@sha256:00\"\n}\n");
+    }
+
+    #[test]
+    fn atomic_write_replaces_whole_and_failure_keeps_old() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("imagedefinitions.json");
+        write_atomic(&path, "old\n").unwrap();
+        write_atomic(&path, "new\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "new\n");
+
+        let missing = dir.path().join("no-such-folder/imagedefinitions.json");
+        let err = write_atomic(&missing, "x").unwrap_err();
+        assert!(err.to_string().contains("no-such-folder"), "{err}");
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(leftovers, ["imagedefinitions.json"], "no temporary file left behind");
+    }
+}

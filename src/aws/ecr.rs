@@ -1,0 +1,85 @@
+//! ECR login: `GetAuthorizationToken` gives the registry host and the docker password.
+
+use aws_config::SdkConfig;
+use base64::Engine;
+
+use super::{AwsError, call_error};
+use crate::docker::Credentials;
+
+/// A registry login from ECR. `Debug` hides the password (see [`Credentials`]).
+#[derive(Debug, Clone)]
+pub struct Login {
+    /// The registry host, from the token's `proxyEndpoint` without its scheme.
+    pub host: String,
+    pub credentials: Credentials,
+}
+
+/// Asks ECR for a login token. The token opens every registry the caller may use; the host is
+/// the caller's own (the token's `proxyEndpoint`), so no account id is needed.
+pub async fn login(config: &SdkConfig) -> Result<Login, AwsError> {
+    let client = aws_sdk_ecr::Client::new(config);
+    let out = client.get_authorization_token().send().await.map_err(|e| call_error("ECR GetAuthorizationToken", &e))?;
+    let data = out.authorization_data().first().ok_or_else(|| bad_token("no authorization data"))?;
+    let token = data.authorization_token().ok_or_else(|| bad_token("no token"))?;
+    let endpoint = data.proxy_endpoint().ok_or_else(|| bad_token("no proxyEndpoint"))?;
+    let (username, password) = decode_token(token)?;
+    let host = host_of(endpoint);
+    Ok(Login {
+        credentials: Credentials { username, password, server: host.clone() },
+        host,
+    })
+}
+
+/// Creates the repositories that do not exist yet (`--create-repositories`).
+pub async fn create_repositories(config: &SdkConfig, names: &[&str]) -> Result<(), AwsError> {
+    use aws_sdk_ecr::operation::create_repository::CreateRepositoryError;
+    let client = aws_sdk_ecr::Client::new(config);
+    for name in names {
+        match client.create_repository().repository_name(*name).send().await {
+            Ok(_) => tracing::info!("created ECR repository {name}"),
+            Err(e) if matches!(e.as_service_error(), Some(CreateRepositoryError::RepositoryAlreadyExistsException(_))) => {}
+            Err(e) => return Err(call_error(&format!("ECR CreateRepository `{name}`"), &e)),
+        }
+    }
+    Ok(())
+}
+
+fn bad_token(what: &str) -> AwsError {
+    AwsError::Call {
+        call: "ECR GetAuthorizationToken".into(),
+        cause: format!("the answer is not a usable token: {what}"),
+        hint: None,
+    }
+}
+
+/// The token is base64 of `user:password` (the user is `AWS`).
+fn decode_token(token: &str) -> Result<(String, String), AwsError> {
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(token.trim())
+        .map_err(|_| bad_token("not base64"))?;
+    let text = String::from_utf8(bytes).map_err(|_| bad_token("not UTF-8"))?;
+    let (user, password) = text.split_once(':').ok_or_else(|| bad_token("no `user:password` inside"))?;
+    Ok((user.to_owned(), password.to_owned()))
+}
+
+/// `https://123.dkr.ecr.us-east-1.amazonaws.com/` → `123.dkr.ecr.us-east-1.amazonaws.com`.
+fn host_of(endpoint: &str) -> String {
+    let rest = endpoint.split_once("://").map_or(endpoint, |(_, r)| r);
+    rest.trim_end_matches('/').to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_and_endpoint() {
+        let token = base64::engine::general_purpose::STANDARD.encode("AWS:pa:ss");
+        assert_eq!(decode_token(&token).unwrap(), ("AWS".to_owned(), "pa:ss".to_owned()));
+        assert!(decode_token("!!!").is_err());
+        let no_colon = base64::engine::general_purpose::STANDARD.encode("nocolon");
+        assert!(decode_token(&no_colon).is_err());
+        assert_eq!(host_of("https://1.dkr.ecr.us-east-1.amazonaws.com"), "1.dkr.ecr.us-east-1.amazonaws.com");
+        assert_eq!(host_of("https://h:5000/"), "h:5000");
+    }
+}

@@ -1,0 +1,58 @@
+//! The AWS edge: configuration from the default chain, ECR login and SSM parameters.
+
+pub mod ecr;
+pub mod ssm;
+
+use std::time::Duration;
+
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, SdkConfig};
+
+/// A failure talking to AWS, with the call, the cause and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum AwsError {
+    #[error("no AWS region: set AWS_REGION (CodeBuild sets it; locally, `export AWS_REGION=ap-northeast-1`)")]
+    NoRegion,
+    #[error("{call} failed: {cause}{}", hint.map(|h| format!(" ({h})")).unwrap_or_default())]
+    Call {
+        call: String,
+        cause: String,
+        hint: Option<&'static str>,
+    },
+}
+
+/// Loads the shared AWS configuration (environment, profile, CodeBuild's container credentials,
+/// instance metadata; `AWS_ENDPOINT_URL` and `AWS_ENDPOINT_URL_<SERVICE>` overrides) with bounded
+/// timeouts, so an unreachable endpoint is an error and never a hang.
+pub async fn load() -> Result<SdkConfig, AwsError> {
+    let timeouts = TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .operation_attempt_timeout(Duration::from_secs(20))
+        .operation_timeout(Duration::from_secs(60))
+        .build();
+    let config = aws_config::defaults(BehaviorVersion::latest()).timeout_config(timeouts).load().await;
+    if config.region().is_none() {
+        return Err(AwsError::NoRegion);
+    }
+    Ok(config)
+}
+
+/// The full chain of an SDK error on one line, with a hint for the usual causes.
+pub(crate) fn call_error<E>(call: &str, error: &aws_sdk_ecr::error::SdkError<E>) -> AwsError
+where
+    E: std::error::Error + 'static,
+{
+    let cause = aws_smithy_types::error::display::DisplayErrorContext(error).to_string();
+    let cause = cause.split_whitespace().collect::<Vec<_>>().join(" ");
+    let lower = cause.to_ascii_lowercase();
+    let hint = if lower.contains("no credentials") || lower.contains("credentialsnotloaded") || lower.contains("credentials provider") {
+        Some("no AWS credentials found: in CodeBuild the service role provides them; locally set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY")
+    } else if lower.contains("accessdenied") || lower.contains("not authorized") {
+        Some("the role lacks a permission: `ecrship policy` prints the policy this config needs")
+    } else if lower.contains("dispatch failure") || lower.contains("timeout") || lower.contains("connection") {
+        Some("the AWS endpoint is unreachable: check the network and AWS_ENDPOINT_URL")
+    } else {
+        None
+    };
+    AwsError::Call { call: call.to_owned(), cause, hint }
+}

@@ -1,0 +1,140 @@
+//! Command-line definitions. Every flag has an `ECRSHIP_*` environment twin.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::context::Builder;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "ecrship",
+    version = crate::VERSION,
+    about = "Build the images of an ECS task, push them to Amazon ECR and write imagedefinitions.json",
+    after_help = "Exit codes: 0 ok, 1 a build, push or AWS failure, 2 bad usage, config or input, \
+                  130/143 interrupted by SIGINT/SIGTERM."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct Global {
+    /// Project root: where the tag file, the config and the build contexts are looked up
+    #[arg(short = 'C', long = "directory", value_name = "DIR", env = "ECRSHIP_DIRECTORY", global = true, default_value = ".")]
+    pub directory: PathBuf,
+
+    /// Config file [default: DIR/ecrship.toml when it exists, else the built-in seed layout]
+    #[arg(short = 'c', long, value_name = "FILE", env = "ECRSHIP_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+
+    /// More logs (-v: info about each step, -vv: debug); ECRSHIP_VERBOSE=1|2
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+
+    /// Only errors on stderr
+    #[arg(short, long, env = "ECRSHIP_QUIET", global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+
+    /// Format of the results on stdout
+    #[arg(long, value_enum, env = "ECRSHIP_OUTPUT", global = true, default_value_t = Output::Text)]
+    pub output: Output,
+
+    /// When to color the output (NO_COLOR is honoured)
+    #[arg(long, value_enum, env = "ECRSHIP_COLOR", global = true, default_value_t = Color::Auto)]
+    pub color: Color,
+
+    /// Registry host for image URIs, instead of the one ECR reports (`host[:port]`)
+    #[arg(long, value_name = "HOST", env = "ECRSHIP_REGISTRY", global = true)]
+    pub registry: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Color {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print the resolved image tag (with -v, where it came from)
+    Tag,
+    /// Show what would be built and pushed, and the imagedefinitions.json that would be written
+    Plan {
+        /// Images to include (all by default)
+        images: Vec<String>,
+    },
+    /// Build the images through the Docker API, in parallel
+    Build {
+        /// Images to build (all by default)
+        images: Vec<String>,
+        #[command(flatten)]
+        build: BuildFlags,
+        /// Call no AWS API and push nothing; still write imagedefinitions.json with the URIs a real run would write
+        #[arg(long, env = "ECRSHIP_DRY_RUN")]
+        dry_run: bool,
+    },
+    /// Log in to ECR, tag and push the built images, and write the deploy artifacts
+    Push {
+        /// Images to push (all by default)
+        images: Vec<String>,
+        #[command(flatten)]
+        push: PushFlags,
+    },
+    /// Build, then push: one command for a single-phase buildspec or a laptop
+    Release {
+        /// Images to build and push (all by default)
+        images: Vec<String>,
+        #[command(flatten)]
+        build: BuildFlags,
+        #[command(flatten)]
+        push: PushFlags,
+        /// Build for real, but call no AWS API and push nothing; still write the artifacts
+        #[arg(long, env = "ECRSHIP_DRY_RUN")]
+        dry_run: bool,
+    },
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BuildFlags {
+    /// How many images build at once [default: jobs in the config, else one per image]
+    #[arg(short, long, env = "ECRSHIP_JOBS", value_parser = clap::value_parser!(u16).range(1..))]
+    pub jobs: Option<u16>,
+    /// Builder: buildkit (default) or classic [default: builder in the config]
+    #[arg(long, env = "ECRSHIP_BUILDER", value_parser = parse_builder)]
+    pub builder: Option<Builder>,
+    /// Do not use the build cache
+    #[arg(long, env = "ECRSHIP_NO_CACHE")]
+    pub no_cache: bool,
+    /// Always try to pull newer versions of the base images
+    #[arg(long, env = "ECRSHIP_PULL")]
+    pub pull: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PushFlags {
+    /// Write `repository@sha256:...` URIs into the artifacts instead of `repository:tag`
+    #[arg(long, env = "ECRSHIP_PIN_DIGEST")]
+    pub pin_digest: bool,
+    /// Create ECR repositories that do not exist yet
+    #[arg(long, env = "ECRSHIP_CREATE_REPOSITORIES")]
+    pub create_repositories: bool,
+}
+
+fn parse_builder(value: &str) -> Result<Builder, String> {
+    match value {
+        "buildkit" => Ok(Builder::BuildKit),
+        "classic" => Ok(Builder::Classic),
+        other => Err(format!("`{other}` is not a builder (buildkit or classic)")),
+    }
+}

@@ -1,0 +1,679 @@
+//! `ecrship.toml`, and the embedded default that reproduces the seed's `dockerfiles/{app,web,log}`.
+//!
+//! Loading is strict: unknown keys, wrong types and values outside their grammar are errors that
+//! name the file, the line and the key or value. Paths are checked separately
+//! ([`Config::check_paths`]) so that `ecrship tag` works in any folder.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::{Deserialize, Serialize};
+use toml::Spanned;
+
+use crate::context::Builder;
+use crate::tag::tag_grammar_violation;
+
+/// The file looked for at the project root when `-c` is not given.
+pub const DEFAULT_FILE: &str = "ecrship.toml";
+
+const EMBEDDED: &str = include_str!("default.toml");
+
+/// Where the configuration came from, for messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    File(PathBuf),
+    Embedded,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::File(path) => write!(f, "{}", path.display()),
+            Origin::Embedded => f.write_str("the embedded default layout"),
+        }
+    }
+}
+
+/// A configuration error: what is wrong, and where.
+#[derive(Debug, thiserror::Error)]
+#[error("{origin}{}: {message}", line.map(|l| format!(" line {l}")).unwrap_or_default())]
+pub struct ConfigError {
+    pub origin: Origin,
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+/// The `[tag]` table: how the image tag is resolved.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TagConfig {
+    /// File at the project root whose first line is the tag.
+    pub file: String,
+    /// Environment variables tried in order after the file.
+    pub env: Vec<String>,
+    /// The tag when nothing else yields one.
+    pub fallback: String,
+    /// Further tags given to every image and pushed after the main one.
+    pub extra: Vec<String>,
+    /// Keep only this many characters of a file or environment value.
+    pub length: Option<usize>,
+}
+
+impl Default for TagConfig {
+    fn default() -> Self {
+        TagConfig {
+            file: ".git-commit-hash".into(),
+            env: vec!["CODEBUILD_RESOLVED_SOURCE_VERSION".into()],
+            fallback: "latest".into(),
+            extra: vec!["latest".into()],
+            length: None,
+        }
+    }
+}
+
+/// Where a build argument or secret takes its value from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "from", rename_all = "lowercase")]
+pub enum Source {
+    /// A value written in the config. Never printed: it may be anything.
+    Literal {
+        #[serde(skip)]
+        value: String,
+    },
+    /// An environment variable; an optional one that is unset is left out, as `--build-arg NAME` does.
+    Env { name: String, optional: bool },
+    /// An SSM Parameter Store parameter (SecureString decrypted).
+    Ssm { name: String },
+    /// A file, relative to the project root.
+    File { path: String },
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Literal { .. } => f.write_str("literal"),
+            Source::Env { name, optional } => {
+                write!(f, "env {name}")?;
+                if *optional {
+                    f.write_str(" (optional)")?;
+                }
+                Ok(())
+            }
+            Source::Ssm { name } => write!(f, "ssm {name}"),
+            Source::File { path } => write!(f, "file {path}"),
+        }
+    }
+}
+
+/// One image of the task.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Image {
+    /// The container name in the ECS task definition.
+    pub name: String,
+    /// The ECR repository.
+    pub repository: String,
+    /// Build context, relative to the project root, `/`-separated, `.` for the root.
+    pub context: String,
+    /// Dockerfile, relative to the project root.
+    pub dockerfile: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub platform: Option<String>,
+    pub build_args: BTreeMap<String, Source>,
+    pub secrets: BTreeMap<String, Source>,
+    pub labels: BTreeMap<String, String>,
+    /// Line of the `[[image]]` entry, for messages (0 for the embedded default).
+    #[serde(skip)]
+    pub line: usize,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub origin: Origin,
+    pub registry: Option<String>,
+    pub jobs: Option<usize>,
+    pub builder: Builder,
+    pub tag: TagConfig,
+    pub imagedefinitions: String,
+    pub image_detail: Option<String>,
+    pub images: Vec<Image>,
+}
+
+impl Config {
+    /// Loads `explicit` if given, else `<root>/ecrship.toml` if it exists, else the embedded default.
+    pub fn load(root: &Path, explicit: Option<&Path>) -> Result<Config, ConfigError> {
+        let path = match explicit {
+            Some(path) => Some(path.to_path_buf()),
+            None => Some(root.join(DEFAULT_FILE)).filter(|p| p.is_file()),
+        };
+        match path {
+            Some(path) => {
+                let origin = Origin::File(path.clone());
+                let text = std::fs::read_to_string(&path).map_err(|e| ConfigError {
+                    origin: origin.clone(),
+                    line: None,
+                    message: format!("cannot read the config file: {e}"),
+                })?;
+                Config::parse(&text, origin)
+            }
+            None => Config::parse(EMBEDDED, Origin::Embedded),
+        }
+    }
+
+    /// Parses and validates a configuration text.
+    pub fn parse(text: &str, origin: Origin) -> Result<Config, ConfigError> {
+        let at = |span: Option<std::ops::Range<usize>>, message: String| ConfigError {
+            origin: origin.clone(),
+            line: span.map(|s| line_of(text, s.start)),
+            message,
+        };
+        let raw: RawConfig = toml::from_str(text).map_err(|e| at(e.span(), one_line(e.message())))?;
+
+        let mut images = Vec::with_capacity(raw.image.len());
+        let mut names = HashSet::new();
+        for spanned in raw.image {
+            let span = spanned.span();
+            let raw_image = spanned.into_inner();
+            let image = raw_image.validate().map_err(|(s, m)| at(Some(s.unwrap_or(span.clone())), m))?;
+            if !names.insert(image.name.clone()) {
+                return Err(at(Some(span), format!("image name `{}` is used twice", image.name)));
+            }
+            images.push(Image {
+                line: line_of(text, span.start),
+                ..image
+            });
+        }
+        if images.is_empty() {
+            return Err(at(None, "no images: add at least one [[image]] with a `name`".into()));
+        }
+
+        let tag = raw.tag;
+        validate_tag_config(&tag).map_err(|m| at(None, m))?;
+        let registry = match raw.registry {
+            Some(r) => {
+                let value = r.get_ref().trim().to_owned();
+                if let Some(reason) = registry_violation(&value) {
+                    return Err(at(Some(r.span()), format!("registry `{value}` {reason}")));
+                }
+                Some(value)
+            }
+            None => None,
+        };
+        let jobs = match raw.jobs {
+            Some(j) if *j.get_ref() == 0 => {
+                return Err(at(Some(j.span()), "jobs must be at least 1".into()));
+            }
+            j => j.map(Spanned::into_inner),
+        };
+        let artifacts = raw.artifacts;
+        let imagedefinitions = clean_relative(artifacts.imagedefinitions.get_ref())
+            .map_err(|m| at(Some(artifacts.imagedefinitions.span()), format!("imagedefinitions: {m}")))?;
+        let image_detail = match artifacts.image_detail {
+            Some(name) if !names.contains(name.get_ref()) => {
+                return Err(at(
+                    Some(name.span()),
+                    format!("image_detail names `{}`, which is not an image of this config", name.get_ref()),
+                ));
+            }
+            name => name.map(Spanned::into_inner),
+        };
+
+        Ok(Config {
+            origin,
+            registry,
+            jobs,
+            builder: raw.builder.unwrap_or_default(),
+            tag,
+            imagedefinitions,
+            image_detail,
+            images,
+        })
+    }
+
+    /// Checks that every image's context is a folder and its Dockerfile a file under `root`.
+    pub fn check_paths(&self, root: &Path) -> Result<(), ConfigError> {
+        for image in &self.images {
+            let err = |message: String| ConfigError {
+                origin: self.origin.clone(),
+                line: (image.line > 0).then_some(image.line),
+                message: format!("image `{}`: {message}", image.name),
+            };
+            if !root.join(&image.context).is_dir() {
+                return Err(err(format!("context `{}` is not a folder", image.context)));
+            }
+            if !root.join(&image.dockerfile).is_file() {
+                return Err(err(format!("Dockerfile `{}` not found", image.dockerfile)));
+            }
+        }
+        Ok(())
+    }
+
+    /// The images named on the command line, in config order; all when `names` is empty.
+    pub fn select(&self, names: &[String]) -> Result<Vec<&Image>, String> {
+        if let Some(unknown) = names.iter().find(|n| !self.images.iter().any(|i| &i.name == *n)) {
+            let known: Vec<&str> = self.images.iter().map(|i| i.name.as_str()).collect();
+            return Err(format!("no image named `{unknown}` (images: {})", known.join(", ")));
+        }
+        Ok(self
+            .images
+            .iter()
+            .filter(|i| names.is_empty() || names.contains(&i.name))
+            .collect())
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    registry: Option<Spanned<String>>,
+    jobs: Option<Spanned<usize>>,
+    builder: Option<Builder>,
+    #[serde(default)]
+    tag: TagConfig,
+    #[serde(default)]
+    artifacts: RawArtifacts,
+    #[serde(default)]
+    image: Vec<Spanned<RawImage>>,
+}
+
+#[derive(Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct RawArtifacts {
+    imagedefinitions: Spanned<String>,
+    image_detail: Option<Spanned<String>>,
+}
+
+impl Default for RawArtifacts {
+    fn default() -> Self {
+        RawArtifacts {
+            imagedefinitions: Spanned::new(0..0, "imagedefinitions.json".into()),
+            image_detail: None,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawImage {
+    name: Spanned<String>,
+    repository: Option<Spanned<String>>,
+    context: Option<Spanned<String>>,
+    dockerfile: Option<Spanned<String>>,
+    target: Option<String>,
+    platform: Option<String>,
+    #[serde(default)]
+    build_args: BTreeMap<String, Spanned<Source>>,
+    #[serde(default)]
+    secrets: BTreeMap<String, Spanned<Source>>,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+}
+
+type Span = std::ops::Range<usize>;
+
+impl RawImage {
+    fn validate(self) -> Result<Image, (Option<Span>, String)> {
+        let name = self.name.get_ref().clone();
+        if !is_container_name(&name) {
+            return Err((
+                Some(self.name.span()),
+                format!("image name `{name}` is not a valid ECS container name (1-255 letters, digits, `-` or `_`)"),
+            ));
+        }
+        let fail = |span: Span, message: String| (Some(span), format!("image `{name}`: {message}"));
+
+        let repository = match &self.repository {
+            Some(r) => {
+                if let Some(reason) = repository_violation(r.get_ref()) {
+                    return Err(fail(r.span(), format!("repository `{}` {reason}", r.get_ref())));
+                }
+                r.get_ref().clone()
+            }
+            None => match repository_violation(&name) {
+                None => name.clone(),
+                Some(reason) => {
+                    let msg = format!("the repository defaults to the name `{name}`, which {reason}; set `repository`");
+                    return Err(fail(self.name.span(), msg));
+                }
+            },
+        };
+        let context = match &self.context {
+            Some(c) => clean_relative(c.get_ref()).map_err(|m| fail(c.span(), format!("context: {m}")))?,
+            None => ".".to_owned(),
+        };
+        let dockerfile = match &self.dockerfile {
+            Some(d) => clean_relative(d.get_ref()).map_err(|m| fail(d.span(), format!("dockerfile: {m}")))?,
+            None if context == "." => "Dockerfile".to_owned(),
+            None => format!("{context}/Dockerfile"),
+        };
+        for (key, source) in self.build_args.iter().chain(&self.secrets) {
+            if key.is_empty() || key.contains('=') || key.chars().any(char::is_whitespace) {
+                return Err(fail(source.span(), format!("`{key}` is not a valid build argument or secret name")));
+            }
+            if let Source::File { path } = source.get_ref() {
+                clean_relative(path).map_err(|m| fail(source.span(), format!("{key}: file: {m}")))?;
+            }
+        }
+        let unspan = |m: BTreeMap<String, Spanned<Source>>| -> BTreeMap<String, Source> {
+            m.into_iter().map(|(k, v)| (k, v.into_inner())).collect()
+        };
+        Ok(Image {
+            name,
+            repository,
+            context,
+            dockerfile,
+            target: self.target,
+            platform: self.platform,
+            build_args: unspan(self.build_args),
+            secrets: unspan(self.secrets),
+            labels: self.labels,
+            line: 0,
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for Source {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Source, D::Error> {
+        struct SourceVisitor;
+        impl<'de> Visitor<'de> for SourceVisitor {
+            type Value = Source;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string, or a table with one of `env`, `ssm`, `file`")
+            }
+
+            fn visit_str<E: de::Error>(self, value: &str) -> Result<Source, E> {
+                Ok(Source::Literal { value: value.to_owned() })
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Source, A::Error> {
+                let mut found: Option<Source> = None;
+                let mut optional = None;
+                while let Some(key) = map.next_key::<String>()? {
+                    let source = match key.as_str() {
+                        "optional" => {
+                            optional = Some(map.next_value::<bool>()?);
+                            continue;
+                        }
+                        "env" => Source::Env { name: map.next_value()?, optional: false },
+                        "ssm" => Source::Ssm { name: map.next_value()? },
+                        "file" => Source::File { path: map.next_value()? },
+                        other => {
+                            return Err(de::Error::unknown_field(other, &["env", "ssm", "file", "optional"]));
+                        }
+                    };
+                    if found.replace(source).is_some() {
+                        return Err(de::Error::custom("give only one of `env`, `ssm`, `file`"));
+                    }
+                }
+                match (found, optional) {
+                    (None, _) => Err(de::Error::custom("expected one of `env`, `ssm`, `file`")),
+                    (Some(Source::Env { name, .. }), optional) => {
+                        Ok(Source::Env { name, optional: optional.unwrap_or(false) })
+                    }
+                    (Some(_), Some(_)) => Err(de::Error::custom("`optional` applies to `env` sources only")),
+                    (Some(source), None) => {
+                        let name = match &source {
+                            Source::Ssm { name } => name,
+                            Source::File { path } => path,
+                            _ => unreachable!("env and literal handled above"),
+                        };
+                        if name.trim().is_empty() {
+                            return Err(de::Error::custom("the source name is empty"));
+                        }
+                        Ok(source)
+                    }
+                }
+            }
+        }
+        deserializer.deserialize_any(SourceVisitor)
+    }
+}
+
+fn validate_tag_config(tag: &TagConfig) -> Result<(), String> {
+    for extra in &tag.extra {
+        if let Some(reason) = tag_grammar_violation(extra) {
+            return Err(format!("[tag] extra `{extra}` is not a valid Docker tag: {reason}"));
+        }
+    }
+    if let Some(reason) = tag_grammar_violation(&tag.fallback) {
+        return Err(format!("[tag] fallback `{}` is not a valid Docker tag: {reason}", tag.fallback));
+    }
+    if tag.length == Some(0) {
+        return Err("[tag] length must be at least 1".into());
+    }
+    if !tag.file.is_empty() {
+        clean_relative(&tag.file).map_err(|m| format!("[tag] file: {m}"))?;
+    }
+    Ok(())
+}
+
+/// ECS container names: 1-255 letters, digits, hyphens and underscores.
+fn is_container_name(name: &str) -> bool {
+    (1..=255).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Why `name` is not an ECR repository name, or `None` when it is one:
+/// 2-256 characters, `/`-separated components of `[a-z0-9]+` joined by single `.`, `_` or `-`.
+pub fn repository_violation(name: &str) -> Option<&'static str> {
+    if !(2..=256).contains(&name.len()) {
+        return Some("must be 2 to 256 characters long");
+    }
+    let component_ok = |c: &str| {
+        let mut prev_sep = true;
+        for b in c.bytes() {
+            let sep = matches!(b, b'.' | b'_' | b'-');
+            if !(sep || b.is_ascii_lowercase() || b.is_ascii_digit()) || (sep && prev_sep) {
+                return false;
+            }
+            prev_sep = sep;
+        }
+        !prev_sep
+    };
+    if name.split('/').all(component_ok) {
+        None
+    } else {
+        Some("is not a valid ECR repository name (lowercase letters and digits, separated by single `.`, `_`, `-` or `/`)")
+    }
+}
+
+fn registry_violation(host: &str) -> Option<&'static str> {
+    let ok = !host.is_empty()
+        && !host.contains("://")
+        && host.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'));
+    (!ok).then_some("is not a registry host (write it as `host[:port]`, without a scheme or path)")
+}
+
+/// Normalizes a relative path as Go's `filepath.Clean` would, and refuses paths that are absolute
+/// or climb out of the project root.
+pub fn clean_relative(path: &str) -> Result<String, String> {
+    if path.is_empty() {
+        return Err("the path is empty".into());
+    }
+    if path.starts_with('/') || path.contains('\\') {
+        return Err(format!("`{path}` must be a relative path with `/` separators"));
+    }
+    let mut parts: Vec<&str> = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                if parts.pop().is_none() {
+                    return Err(format!("`{path}` leaves the project root"));
+                }
+            }
+            p => parts.push(p),
+        }
+    }
+    Ok(if parts.is_empty() { ".".into() } else { parts.join("/") })
+}
+
+/// 1-based line of a byte offset.
+fn line_of(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset.min(text.len())].iter().filter(|&&b| b == b'\n').count() + 1
+}
+
+fn one_line(message: &str) -> String {
+    message.trim().lines().map(str::trim).collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Origin::File("ecrship.toml".into()))
+    }
+
+    fn error(text: &str) -> String {
+        parse(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn embedded_default_is_the_seed_layout() {
+        let c = Config::parse(EMBEDDED, Origin::Embedded).unwrap();
+        let got: Vec<(&str, &str, &str, &str)> = c
+            .images
+            .iter()
+            .map(|i| (i.name.as_str(), i.repository.as_str(), i.context.as_str(), i.dockerfile.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("app", "app", ".", "dockerfiles/app/Dockerfile"),
+                ("web", "web", "dockerfiles/web", "dockerfiles/web/Dockerfile"),
+                ("log", "log", "dockerfiles/log", "dockerfiles/log/Dockerfile"),
+            ]
+        );
+        let args: Vec<&String> = c.images[0].build_args.keys().collect();
+        assert_eq!(args, ["MIX_ENV", "SECRET_KEY_BASE"]);
+        assert_eq!(c.tag, TagConfig::default());
+        assert_eq!(c.imagedefinitions, "imagedefinitions.json");
+    }
+
+    #[test]
+    fn full_example() {
+        let c = parse(
+            r#"
+registry = "123456789012.dkr.ecr.ap-northeast-1.amazonaws.com"
+jobs = 3
+builder = "classic"
+[tag]
+file = "REVISION"
+env = ["A", "B"]
+fallback = "dev"
+extra = ["latest", "stable"]
+length = 8
+[artifacts]
+imagedefinitions = "out/imagedefinitions.json"
+image_detail = "app"
+[[image]]
+name = "app"
+repository = "team/app"
+context = "./src/../"
+dockerfile = "docker/app.Dockerfile"
+target = "release"
+platform = "linux/amd64"
+[image.build_args]
+MIX_ENV = { env = "MIX_ENV" }
+PLAIN = "prod"
+KEY = { ssm = "/app/prod/KEY" }
+[image.secrets]
+SECRET_KEY_BASE = { file = "secrets/skb" }
+[image.labels]
+team = "web"
+"#,
+        )
+        .unwrap();
+        assert_eq!(c.jobs, Some(3));
+        assert_eq!(c.builder, Builder::Classic);
+        assert_eq!(c.tag.extra, ["latest", "stable"]);
+        assert_eq!(c.image_detail.as_deref(), Some("app"));
+        assert_eq!(c.imagedefinitions, "out/imagedefinitions.json");
+        let app = &c.images[0];
+        assert_eq!((app.repository.as_str(), app.context.as_str()), ("team/app", "."));
+        assert_eq!(app.build_args["MIX_ENV"], Source::Env { name: "MIX_ENV".into(), optional: false });
+        assert_eq!(app.build_args["KEY"], Source::Ssm { name: "/app/prod/KEY".into() });
+        assert_eq!(app.build_args["PLAIN"], Source::Literal { value: "prod".into() });
+        assert_eq!(app.secrets["SECRET_KEY_BASE"], Source::File { path: "secrets/skb".into() });
+        assert_eq!(app.line, 14);
+    }
+
+    #[test]
+    fn errors_name_file_line_and_value() {
+        let cases: &[(&str, &[&str])] = &[
+            ("[[image]]\nname = \"app\"\nbogus = 1\n", &["ecrship.toml line 3", "bogus"]),
+            ("[[image]]\nname = \"app\"\n[image.build_args]\nX = { envv = \"X\" }\n", &["line 4", "envv"]),
+            ("[[image]]\nname = \"app\"\njobs = \"x\"\n", &["line 3", "jobs"]),
+            ("jobs = \"three\"\n[[image]]\nname = \"app\"\n", &["line 1", "invalid type"]),
+            ("[[image]]\nname = \"app\n", &["line 2"]),
+            ("[[image]]\nname = \"app\"\n[[image]]\nname = \"app\"\n", &["line 3", "`app` is used twice"]),
+            ("[[image]]\nname = \"app\"\nrepository = \"App\"\n", &["line 3", "repository `App`"]),
+            ("[[image]]\nname = \"a\"\n", &["line 2", "`a`", "set `repository`"]),
+            ("[[image]]\nname = \"x y\"\n", &["line 2", "`x y`"]),
+            ("[[image]]\nname = \"app\"\ncontext = \"../up\"\n", &["line 3", "leaves the project root"]),
+            ("[[image]]\nname = \"app\"\ndockerfile = \"/etc/Dockerfile\"\n", &["line 3", "relative"]),
+            ("[tag]\nextra = [\"ok\", \"not ok\"]\n[[image]]\nname = \"app\"\n", &["`not ok`"]),
+            ("jobs = 0\n[[image]]\nname = \"app\"\n", &["line 1", "at least 1"]),
+            ("registry = \"https://x\"\n[[image]]\nname = \"app\"\n", &["line 1", "`https://x`"]),
+            ("", &["no images"]),
+            ("[artifacts]\nimage_detail = \"nope\"\n[[image]]\nname = \"app\"\n", &["line 2", "`nope`"]),
+            ("[[image]]\nname = \"app\"\n[image.build_args]\nX = { env = \"X\", ssm = \"Y\" }\n", &["line 4", "only one"]),
+            ("[[image]]\nname = \"app\"\n[image.build_args]\nX = { ssm = \"Y\", optional = true }\n", &["line 4", "optional"]),
+        ];
+        for (text, needles) in cases {
+            let msg = error(text);
+            assert!(!msg.contains('\n'), "one line: {msg:?}");
+            for needle in *needles {
+                assert!(msg.contains(needle), "{text:?}: {msg:?} lacks {needle:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn repository_grammar() {
+        for ok in ["app", "team/app", "a-b_c.d/e1", "ab"] {
+            assert_eq!(repository_violation(ok), None, "{ok}");
+        }
+        for bad in ["a", "App", "a//b", "-ab", "ab-", "a--b", "a/", "/ab", "a b"] {
+            assert!(repository_violation(bad).is_some(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn clean_paths() {
+        let cases = [("./a/../b", "b"), ("foo/", "foo"), (".", "."), ("a//b/./c", "a/b/c"), ("a/..", ".")];
+        for (input, want) in cases {
+            assert_eq!(clean_relative(input).as_deref(), Ok(want), "{input}");
+        }
+        assert!(clean_relative("a/../../b").is_err());
+        assert!(clean_relative("/abs").is_err());
+    }
+
+    #[test]
+    fn check_paths_names_the_missing_piece() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Config::parse(EMBEDDED, Origin::Embedded).unwrap();
+        let msg = c.check_paths(dir.path()).unwrap_err().to_string();
+        assert!(msg.contains("image `app`") && msg.contains("dockerfiles/app/Dockerfile"), "{msg}");
+        for name in ["app", "web", "log"] {
+            std::fs::create_dir_all(dir.path().join("dockerfiles").join(name)).unwrap();
+        }
+        std::fs::write(dir.path().join("dockerfiles/app/Dockerfile"), "FROM scratch\n").unwrap();
+        let msg = c.check_paths(dir.path()).unwrap_err().to_string();
+        assert!(msg.contains("image `web`: Dockerfile `dockerfiles/web/Dockerfile` not found"), "{msg}");
+    }
+
+    #[test]
+    fn select_images() {
+        let c = Config::parse(EMBEDDED, Origin::Embedded).unwrap();
+        let names = |v: Vec<&Image>| v.iter().map(|i| i.name.clone()).collect::<Vec<_>>();
+        assert_eq!(names(c.select(&[]).unwrap()), ["app", "web", "log"]);
+        assert_eq!(names(c.select(&["log".into(), "app".into()]).unwrap()), ["app", "log"]);
+        assert!(c.select(&["nope".into()]).unwrap_err().contains("`nope`"));
+    }
+}

@@ -1,0 +1,49 @@
+//! The error of a whole run, and the exit code each kind maps to.
+
+use crate::artifacts::WriteError;
+use crate::aws::AwsError;
+use crate::config::ConfigError;
+use crate::context::ContextError;
+use crate::docker::DockerError;
+use crate::tag::TagError;
+
+/// Exit code for bad usage, config or input.
+pub const EXIT_INPUT: u8 = 2;
+/// Exit code for a build, push or AWS failure.
+pub const EXIT_FAILED: u8 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Usage(String),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Tag(#[from] TagError),
+    #[error(transparent)]
+    Context(#[from] ContextError),
+    #[error(transparent)]
+    Artifact(#[from] WriteError),
+    #[error(transparent)]
+    Docker(#[from] DockerError),
+    #[error(transparent)]
+    Aws(#[from] AwsError),
+    #[error("image `{image}`: {source}")]
+    Image { image: String, source: Box<Error> },
+    #[error("{0}")]
+    Failed(String),
+    #[error("interrupted by {name}; builds were cancelled and no artifact was written")]
+    Interrupted { name: &'static str, code: u8 },
+}
+
+impl Error {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Usage(_) | Error::Config(_) | Error::Tag(_) => EXIT_INPUT,
+            Error::Context(e) => e.exit_code() as u8,
+            Error::Image { source, .. } => source.exit_code(),
+            Error::Artifact(_) | Error::Docker(_) | Error::Aws(_) | Error::Failed(_) => EXIT_FAILED,
+            Error::Interrupted { code, .. } => *code,
+        }
+    }
+}

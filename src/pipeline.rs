@@ -1,0 +1,437 @@
+//! plan → build → push → artifacts: the steps of a run, their concurrency and their summary.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::Path;
+use std::time::{Instant, SystemTime};
+
+use futures_util::{StreamExt, TryStreamExt, stream};
+use serde::Serialize;
+
+use crate::artifacts;
+use crate::config::Source;
+use crate::context::{self, Builder, ContextSpec};
+use crate::docker::{BuildRequest, BuilderKind, Credentials, Daemon};
+use crate::error::Error;
+use crate::plan::{Plan, PlannedImage};
+use crate::secret::Secret;
+
+/// How to build.
+#[derive(Debug, Clone)]
+pub struct BuildOptions {
+    pub jobs: usize,
+    pub builder: Builder,
+    pub no_cache: bool,
+    pub pull: bool,
+    /// Whether AWS may be called (false in dry-runs): SSM-sourced values are then left unset.
+    pub aws: bool,
+    /// SSM parameters fetched for this run, by name.
+    pub ssm: BTreeMap<String, Secret>,
+}
+
+/// What the build of one image produced.
+#[derive(Debug, Clone, Serialize)]
+pub struct Built {
+    pub name: String,
+    /// `<repository>:<tag>`.
+    pub image: String,
+    pub image_id: String,
+    pub size: u64,
+    pub build_seconds: f64,
+}
+
+/// Builds the plan's images, at most `jobs` at once. The first failure cancels the others.
+pub async fn build(
+    daemon: &Daemon,
+    root: &Path,
+    plan: &Plan,
+    options: &BuildOptions,
+    env: &(dyn Fn(&str) -> Option<String> + Sync),
+) -> Result<Vec<Built>, Error> {
+    // Everything that can be wrong with the input is found before the first build starts.
+    let mut jobs = Vec::with_capacity(plan.images.len());
+    for image in &plan.images {
+        let build_args = resolve_build_args(root, image, options, env)?;
+        if !image.secrets.is_empty() {
+            return Err(image_error(
+                image,
+                Error::Usage("[image.secrets] (BuildKit secret mounts) is not supported by this version of ecrship; remove it or pass the value as a build arg".into()),
+            ));
+        }
+        let spec = ContextSpec {
+            context: root.join(&image.context),
+            dockerfile: root.join(&image.dockerfile),
+            builder: options.builder,
+        };
+        let prepared = context::prepare(&spec).map_err(|e| image_error(image, e.into()))?;
+        let request = BuildRequest {
+            tags: image.local_tags.clone(),
+            dockerfile: prepared.dockerfile_name.clone(),
+            build_args,
+            labels: labels(image, &plan.tag.value, env),
+            target: image.target.clone(),
+            platform: image.platform.clone(),
+            builder: match options.builder {
+                Builder::BuildKit => BuilderKind::BuildKit,
+                Builder::Classic => BuilderKind::Classic,
+            },
+            no_cache: options.no_cache,
+            pull: options.pull,
+            cache_from: Vec::new(),
+        };
+        jobs.push((image, prepared, request));
+    }
+
+    let mut built: Vec<(usize, Built)> = stream::iter(jobs.into_iter().enumerate())
+        .map(|(index, (image, prepared, request))| async move {
+            let started = Instant::now();
+            tracing::info!("[{}] building {} from {}", image.name, image.local_name(), image.dockerfile);
+            let (body, walk) = prepared.stream();
+            let mut on_line = |line: &str| tracing::info!("[{}] {line}", image.name);
+            let result = daemon.build(&request, body, &mut on_line).await;
+            // A context that could not be read aborts the upload; its error is the real cause.
+            match walk.await {
+                Ok(Err(e)) => return Err(image_error(image, e.into())),
+                Err(e) => return Err(image_error(image, Error::Failed(format!("the context walker stopped: {e}")))),
+                Ok(Ok(_)) => {}
+            }
+            let image_id = result.map_err(|e| image_error(image, Error::Docker(e)))?;
+            let size = match daemon.inspect(&image_id).await {
+                Ok(Some(info)) => info.size,
+                _ => 0,
+            };
+            let done = Built {
+                name: image.name.clone(),
+                image: image.local_name().to_owned(),
+                image_id,
+                size,
+                build_seconds: started.elapsed().as_secs_f64(),
+            };
+            tracing::info!("[{}] built {} ({}) in {:.1}s", image.name, done.image, short_id(&done.image_id), done.build_seconds);
+            Ok::<_, Error>((index, done))
+        })
+        .buffer_unordered(options.jobs.max(1))
+        .try_collect()
+        .await?;
+    built.sort_by_key(|(index, _)| *index);
+    Ok(built.into_iter().map(|(_, b)| b).collect())
+}
+
+/// The build args of one image, from their sources. An unset required variable is bad input.
+fn resolve_build_args(
+    root: &Path,
+    image: &PlannedImage,
+    options: &BuildOptions,
+    env: &(dyn Fn(&str) -> Option<String> + Sync),
+) -> Result<Vec<(String, String)>, Error> {
+    let mut args = Vec::with_capacity(image.build_args.len());
+    for (name, source) in &image.build_args {
+        let value = match source {
+            Source::Literal { value } => Some(value.clone()),
+            Source::Env { name: var, optional } => match env(var) {
+                Some(value) => Some(value),
+                None if *optional => None,
+                None => {
+                    return Err(image_error(
+                        image,
+                        Error::Usage(format!("build arg `{name}`: environment variable `{var}` is not set")),
+                    ));
+                }
+            },
+            Source::File { path } => Some(std::fs::read_to_string(root.join(path)).map_err(|e| {
+                image_error(image, Error::Usage(format!("build arg `{name}`: cannot read file `{path}`: {e}")))
+            })?),
+            Source::Ssm { name: parameter } => match options.ssm.get(parameter) {
+                Some(secret) => Some(secret.expose().to_owned()),
+                None if options.aws => {
+                    return Err(image_error(image, Error::Failed(format!("build arg `{name}`: SSM parameter `{parameter}` was not fetched"))));
+                }
+                None => {
+                    tracing::warn!("[{}] dry-run: build arg `{name}` (ssm {parameter}) is left unset", image.name);
+                    None
+                }
+            },
+        };
+        if let Some(value) = value {
+            args.push((name.clone(), value));
+        }
+    }
+    Ok(args)
+}
+
+/// OCI labels on every image, then the config's own (which may override them).
+fn labels(image: &PlannedImage, tag: &str, env: &(dyn Fn(&str) -> Option<String> + Sync)) -> Vec<(String, String)> {
+    let mut labels = BTreeMap::new();
+    labels.insert("org.opencontainers.image.revision".to_owned(), tag.to_owned());
+    labels.insert("org.opencontainers.image.created".to_owned(), rfc3339(SystemTime::now()));
+    if let Some(arn) = env("CODEBUILD_BUILD_ARN").filter(|a| !a.is_empty()) {
+        labels.insert("com.amazonaws.codebuild.build-arn".to_owned(), arn);
+    }
+    labels.extend(image.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
+    labels.into_iter().collect()
+}
+
+fn image_error(image: &PlannedImage, source: Error) -> Error {
+    Error::Image { image: image.name.clone(), source: Box::new(source) }
+}
+
+fn short_id(id: &str) -> &str {
+    let hex = id.strip_prefix("sha256:").unwrap_or(id);
+    &hex[..hex.len().min(12)]
+}
+
+/// How to push.
+#[derive(Debug, Clone)]
+pub struct PushOptions {
+    pub jobs: usize,
+}
+
+/// What the push of one image produced.
+#[derive(Debug, Clone, Serialize)]
+pub struct Pushed {
+    pub name: String,
+    /// `sha256:...` as the registry stored it.
+    pub digest: String,
+    pub push_seconds: f64,
+}
+
+/// Pushes the plan's images (already built here) to the plan's registry: for each image the
+/// tag first, then the extra tags. Nothing is pushed unless every image is present locally.
+pub async fn push(
+    daemon: &Daemon,
+    plan: &Plan,
+    credentials: &Credentials,
+    options: &PushOptions,
+) -> Result<Vec<Pushed>, Error> {
+    let mut local = Vec::with_capacity(plan.images.len());
+    for image in &plan.images {
+        match daemon.inspect(image.local_name()).await? {
+            Some(info) => local.push((image, info.id)),
+            None => {
+                return Err(Error::Failed(format!(
+                    "image {} is not built here; run `ecrship build` first",
+                    image.local_name()
+                )));
+            }
+        }
+    }
+    let mut pushed: Vec<(usize, Pushed)> = stream::iter(local.into_iter().enumerate())
+        .map(|(index, (image, id))| async move {
+            let started = Instant::now();
+            let mut on_line = |line: &str| tracing::info!("[{}] {line}", image.name);
+            let mut digest = None;
+            for uri in std::iter::once(&image.uri).chain(&image.extra_uris) {
+                let (repo, tag) = uri.rsplit_once(':').unwrap_or((uri.as_str(), "latest"));
+                daemon.tag(&id, repo, tag).await.map_err(|e| image_error(image, e.into()))?;
+                tracing::info!("[{}] pushing {uri}", image.name);
+                let got = daemon
+                    .push(repo, tag, credentials, &mut on_line)
+                    .await
+                    .map_err(|e| image_error(image, e.into()))?;
+                digest.get_or_insert(got);
+            }
+            let done = Pushed {
+                name: image.name.clone(),
+                digest: digest.unwrap_or_default(),
+                push_seconds: started.elapsed().as_secs_f64(),
+            };
+            tracing::info!("[{}] pushed {} ({}) in {:.1}s", image.name, image.uri, done.digest, done.push_seconds);
+            Ok::<_, Error>((index, done))
+        })
+        .buffer_unordered(options.jobs.max(1))
+        .try_collect()
+        .await?;
+    pushed.sort_by_key(|(index, _)| *index);
+    Ok(pushed.into_iter().map(|(_, p)| p).collect())
+}
+
+/// `<registry>/<repository>@sha256:...`: the image by digest, for `--pin-digest`.
+pub fn pinned_uri(image: &PlannedImage, digest: &str) -> String {
+    let base = image.uri.rsplit_once(':').map_or(image.uri.as_str(), |(b, _)| b);
+    format!("{base}@{digest}")
+}
+
+/// Writes `imagedefinitions.json` (and `imageDetail.json` when configured) under `root`.
+pub fn write_artifacts(root: &Path, plan: &Plan, uris: &[String]) -> Result<Vec<String>, Error> {
+    let text = artifacts::image_definitions(plan.images.iter().zip(uris).map(|(i, u)| (i.name.as_str(), u.as_str())));
+    let detail = match &plan.image_detail {
+        Some(name) => match plan.images.iter().position(|i| &i.name == name) {
+            Some(index) => Some(artifacts::image_detail(&uris[index])),
+            None => None,
+        },
+        None => None,
+    };
+    let mut written = Vec::new();
+    let definitions = root.join(&plan.imagedefinitions);
+    artifacts::write_atomic(&definitions, &text)?;
+    written.push(plan.imagedefinitions.clone());
+    if let Some(detail) = detail {
+        let path = Path::new(&plan.imagedefinitions).with_file_name("imageDetail.json");
+        artifacts::write_atomic(&root.join(&path), &detail)?;
+        written.push(path.to_string_lossy().into_owned());
+    }
+    for path in &written {
+        tracing::info!("wrote {path}");
+    }
+    Ok(written)
+}
+
+/// The result of a run, printed at the end.
+#[derive(Debug, Serialize)]
+pub struct Summary {
+    pub tag: String,
+    pub images: Vec<ImageSummary>,
+    pub artifacts: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ImageSummary {
+    pub name: String,
+    /// `<repository>:<tag>`, the local name.
+    pub image: String,
+    /// The URI the artifacts name.
+    pub uri: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub build_seconds: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub push_seconds: Option<f64>,
+}
+
+impl Summary {
+    pub fn new(plan: &Plan) -> Summary {
+        let images = plan
+            .images
+            .iter()
+            .map(|p| ImageSummary {
+                name: p.name.clone(),
+                image: p.local_name().to_owned(),
+                uri: p.uri.clone(),
+                image_id: None,
+                size: None,
+                build_seconds: None,
+                digest: None,
+                push_seconds: None,
+            })
+            .collect();
+        Summary { tag: plan.tag.value.clone(), images, artifacts: Vec::new() }
+    }
+
+    /// Adds what the builds reported (same order as the plan).
+    pub fn with_build(mut self, built: &[Built]) -> Summary {
+        for (image, b) in self.images.iter_mut().zip(built) {
+            image.image_id = Some(b.image_id.clone());
+            image.size = Some(b.size);
+            image.build_seconds = Some(b.build_seconds);
+        }
+        self
+    }
+
+    /// Adds what the pushes reported (same order as the plan); `uris` are what the artifacts name.
+    pub fn with_push(mut self, pushed: &[Pushed], uris: &[String]) -> Summary {
+        for ((image, p), uri) in self.images.iter_mut().zip(pushed).zip(uris) {
+            image.digest = Some(p.digest.clone());
+            image.push_seconds = Some(p.push_seconds);
+            image.uri = uri.clone();
+        }
+        self
+    }
+
+    pub fn with_artifacts(mut self, written: Vec<String>) -> Summary {
+        self.artifacts = written;
+        self
+    }
+}
+
+impl fmt::Display for Summary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let built = self.images.iter().any(|i| i.image_id.is_some());
+        let pushed = self.images.iter().any(|i| i.digest.is_some());
+        let mut header = vec!["IMAGE", "TAG"];
+        if built {
+            header.extend(["IMAGE ID", "SIZE", "BUILD"]);
+        }
+        if pushed {
+            header.extend(["DIGEST", "PUSH"]);
+        }
+        let mut rows = vec![header.into_iter().map(String::from).collect::<Vec<_>>()];
+        let seconds = |s: Option<f64>| s.map(|s| format!("{s:.1}s")).unwrap_or_default();
+        for image in &self.images {
+            let mut row = vec![image.name.clone(), self.tag.clone()];
+            if built {
+                row.push(image.image_id.as_deref().map(short_id).unwrap_or_default().to_owned());
+                row.push(image.size.map(human_size).unwrap_or_default());
+                row.push(seconds(image.build_seconds));
+            }
+            if pushed {
+                row.push(image.digest.clone().unwrap_or_default());
+                row.push(seconds(image.push_seconds));
+            }
+            rows.push(row);
+        }
+        let widths: Vec<usize> = (0..rows[0].len()).map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0)).collect();
+        for row in &rows {
+            let line: Vec<String> = row.iter().zip(&widths).map(|(cell, w)| format!("{cell:<w$}")).collect();
+            writeln!(f, "{}", line.join("  ").trim_end())?;
+        }
+        for path in &self.artifacts {
+            writeln!(f, "wrote {path}")?;
+        }
+        Ok(())
+    }
+}
+
+fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "kB", "MB", "GB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1000.0 && unit < UNITS.len() - 1 {
+        value /= 1000.0;
+        unit += 1;
+    }
+    if unit == 0 { format!("{bytes}B") } else { format!("{value:.1}{}", UNITS[unit]) }
+}
+
+/// RFC 3339 UTC time, as the OCI `created` annotation wants it.
+pub fn rfc3339(time: SystemTime) -> String {
+    let secs = time.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (h, m, s) = (rem / 3600, rem % 3600 / 60, rem % 60);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{d:02}T{h:02}:{m:02}:{s:02}Z")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn rfc3339_dates() {
+        let at = |secs| rfc3339(SystemTime::UNIX_EPOCH + Duration::from_secs(secs));
+        assert_eq!(at(0), "1970-01-01T00:00:00Z");
+        assert_eq!(at(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(at(1_798_761_599), "2026-12-31T23:59:59Z");
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(human_size(999), "999B");
+        assert_eq!(human_size(1_500), "1.5kB");
+        assert_eq!(human_size(12_300_000), "12.3MB");
+    }
+}

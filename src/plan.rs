@@ -1,0 +1,332 @@
+//! The plan: which images are built, from what, and where they go. Computed once from the config,
+//! the tag and the registry; `plan`, dry-runs and real runs all read the same value.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::Serialize;
+
+use crate::artifacts;
+use crate::config::{Config, Image, Source};
+use crate::tag::Tag;
+
+/// The registry host and how it was chosen.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Registry {
+    pub host: String,
+    pub source: RegistrySource,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RegistrySource {
+    /// `--registry` / `ECRSHIP_REGISTRY`.
+    Flag,
+    /// `registry` in the config file.
+    Config,
+    /// `AWS_ACCOUNT_ID` and the region.
+    Account,
+    /// The `proxyEndpoint` of the ECR authorization token.
+    Ecr,
+    /// Nothing said where: a stand-in that tells what to set.
+    Placeholder,
+}
+
+impl fmt::Display for RegistrySource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            RegistrySource::Flag => "from --registry / ECRSHIP_REGISTRY",
+            RegistrySource::Config => "from `registry` in the config",
+            RegistrySource::Account => "from AWS_ACCOUNT_ID and the region",
+            RegistrySource::Ecr => "from the ECR authorization token",
+            RegistrySource::Placeholder => {
+                "placeholder: set AWS_ACCOUNT_ID and AWS_REGION, `registry` in ecrship.toml, or ECRSHIP_REGISTRY"
+            }
+        })
+    }
+}
+
+/// The stand-in host used when nothing names the registry.
+pub const PLACEHOLDER_REGISTRY: &str = "ACCOUNT_ID.dkr.ecr.REGION.amazonaws.com";
+
+impl Registry {
+    /// The registry for plan and dry-runs: the flag or `ECRSHIP_REGISTRY`, the config, then
+    /// `AWS_ACCOUNT_ID` with `AWS_REGION` (or `AWS_DEFAULT_REGION`), else a placeholder.
+    pub fn for_plan(flag: Option<&str>, config: Option<&str>, env: impl Fn(&str) -> Option<String>) -> Registry {
+        let nonempty = |name: &str| env(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        if let Some(host) = flag.filter(|h| !h.is_empty()) {
+            return Registry { host: host.to_owned(), source: RegistrySource::Flag };
+        }
+        if let Some(host) = config {
+            return Registry { host: host.to_owned(), source: RegistrySource::Config };
+        }
+        let region = nonempty("AWS_REGION").or_else(|| nonempty("AWS_DEFAULT_REGION"));
+        match (nonempty("AWS_ACCOUNT_ID"), region) {
+            (Some(account), Some(region)) => Registry {
+                host: ecr_host(&account, &region),
+                source: RegistrySource::Account,
+            },
+            _ => Registry {
+                host: PLACEHOLDER_REGISTRY.to_owned(),
+                source: RegistrySource::Placeholder,
+            },
+        }
+    }
+}
+
+/// `<account>.dkr.ecr.<region>.amazonaws.com`, or `.amazonaws.com.cn` in the China regions.
+pub fn ecr_host(account: &str, region: &str) -> String {
+    let suffix = if region.starts_with("cn-") { "amazonaws.com.cn" } else { "amazonaws.com" };
+    format!("{account}.dkr.ecr.{region}.{suffix}")
+}
+
+/// One image of the plan.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlannedImage {
+    pub name: String,
+    pub repository: String,
+    pub context: String,
+    pub dockerfile: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub platform: Option<String>,
+    pub build_args: BTreeMap<String, Source>,
+    pub secrets: BTreeMap<String, Source>,
+    pub labels: BTreeMap<String, String>,
+    /// Local tags given by the build: `<repository>:<tag>` first, then the extra tags.
+    pub local_tags: Vec<String>,
+    /// `<registry>/<repository>:<tag>`: what the artifacts name.
+    pub uri: String,
+    /// `<registry>/<repository>:<extra>` for each extra tag, pushed after `uri`.
+    pub extra_uris: Vec<String>,
+}
+
+impl PlannedImage {
+    /// `<repository>:<tag>`, the local name of the build result.
+    pub fn local_name(&self) -> &str {
+        &self.local_tags[0]
+    }
+}
+
+/// Everything a run will do, before it does anything.
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    pub tag: Tag,
+    pub extra_tags: Vec<String>,
+    pub registry: Registry,
+    pub images: Vec<PlannedImage>,
+    pub imagedefinitions: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image_detail: Option<String>,
+}
+
+impl Plan {
+    /// The plan for `images` (already selected from `config`).
+    pub fn new(config: &Config, images: &[&Image], tag: Tag, registry: Registry) -> Plan {
+        let extra_tags: Vec<String> =
+            config.tag.extra.iter().filter(|t| **t != tag.value).cloned().collect();
+        let images = images
+            .iter()
+            .map(|image| {
+                let repo = &image.repository;
+                let local_tags = std::iter::once(&tag.value)
+                    .chain(&extra_tags)
+                    .map(|t| format!("{repo}:{t}"))
+                    .collect();
+                PlannedImage {
+                    name: image.name.clone(),
+                    repository: repo.clone(),
+                    context: image.context.clone(),
+                    dockerfile: image.dockerfile.clone(),
+                    target: image.target.clone(),
+                    platform: image.platform.clone(),
+                    build_args: image.build_args.clone(),
+                    secrets: image.secrets.clone(),
+                    labels: image.labels.clone(),
+                    local_tags,
+                    uri: format!("{}/{repo}:{}", registry.host, tag.value),
+                    extra_uris: extra_tags.iter().map(|t| format!("{}/{repo}:{t}", registry.host)).collect(),
+                }
+            })
+            .collect();
+        Plan {
+            tag,
+            extra_tags,
+            registry,
+            images,
+            imagedefinitions: config.imagedefinitions.clone(),
+            image_detail: config.image_detail.clone(),
+        }
+    }
+
+    /// The same plan aimed at another registry (the one ECR reports at push time).
+    pub fn with_registry(&self, registry: Registry) -> Plan {
+        let retarget = |uri: &str| match uri.split_once('/') {
+            Some((_, rest)) => format!("{}/{rest}", registry.host),
+            None => uri.to_owned(),
+        };
+        let mut plan = self.clone();
+        for image in &mut plan.images {
+            image.uri = retarget(&image.uri);
+            image.extra_uris = image.extra_uris.iter().map(|u| retarget(u)).collect();
+        }
+        plan.registry = registry;
+        plan
+    }
+
+    /// Names of the SSM parameters the build args and secrets of the plan's images read.
+    pub fn ssm_parameters(&self) -> std::collections::BTreeSet<String> {
+        self.images
+            .iter()
+            .flat_map(|i| i.build_args.values().chain(i.secrets.values()))
+            .filter_map(|s| match s {
+                Source::Ssm { name } => Some(name.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// `imagedefinitions.json` naming each image by `uri_of` (the tag URI, or a pinned digest).
+    pub fn image_definitions<'a>(&'a self, uri_of: impl Fn(&'a PlannedImage) -> &'a str) -> String {
+        artifacts::image_definitions(self.images.iter().map(|i| (i.name.as_str(), uri_of(i))))
+    }
+}
+
+/// `ecrship plan`'s result: the plan and the artifact it would write.
+#[derive(Debug, Serialize)]
+pub struct PlanReport<'a> {
+    #[serde(flatten)]
+    pub plan: &'a Plan,
+    /// The exact bytes of the imagedefinitions.json a run would write.
+    pub imagedefinitions_json: serde_json::Value,
+}
+
+impl<'a> PlanReport<'a> {
+    pub fn new(plan: &'a Plan) -> PlanReport<'a> {
+        let text = plan.image_definitions(|i| &i.uri);
+        PlanReport {
+            plan,
+            imagedefinitions_json: serde_json::from_str(&text).unwrap_or_default(),
+        }
+    }
+}
+
+impl fmt::Display for PlanReport<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let plan = self.plan;
+        writeln!(f, "tag       {} (from {})", plan.tag.value, plan.tag.source)?;
+        writeln!(f, "registry  {} ({})", plan.registry.host, plan.registry.source)?;
+        for image in &plan.images {
+            writeln!(f)?;
+            writeln!(f, "{}", image.name)?;
+            writeln!(f, "  repository  {}", image.repository)?;
+            writeln!(f, "  dockerfile  {}", image.dockerfile)?;
+            writeln!(f, "  context     {}", image.context)?;
+            if let Some(target) = &image.target {
+                writeln!(f, "  target      {target}")?;
+            }
+            if let Some(platform) = &image.platform {
+                writeln!(f, "  platform    {platform}")?;
+            }
+            let list = |m: &BTreeMap<String, Source>| {
+                m.iter().map(|(k, v)| format!("{k} ({v})")).collect::<Vec<_>>().join(", ")
+            };
+            if !image.build_args.is_empty() {
+                writeln!(f, "  build args  {}", list(&image.build_args))?;
+            }
+            if !image.secrets.is_empty() {
+                writeln!(f, "  secrets     {}", list(&image.secrets))?;
+            }
+            for (i, uri) in std::iter::once(&image.uri).chain(&image.extra_uris).enumerate() {
+                writeln!(f, "  {}  {uri}", if i == 0 { "push      " } else { "          " })?;
+            }
+        }
+        writeln!(f)?;
+        writeln!(f, "{} would be:", plan.imagedefinitions)?;
+        f.write_str(&plan.image_definitions(|i| &i.uri))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Origin;
+    use crate::tag::TagSource;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let pairs: Vec<(String, String)> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        move |k| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
+    }
+
+    #[test]
+    fn registry_resolution_order() {
+        let r = Registry::for_plan(Some("127.0.0.1:5000"), Some("cfg"), env(&[]));
+        assert_eq!((r.host.as_str(), r.source), ("127.0.0.1:5000", RegistrySource::Flag));
+        let r = Registry::for_plan(None, Some("cfg.example"), env(&[("AWS_ACCOUNT_ID", "1")]));
+        assert_eq!(r.source, RegistrySource::Config);
+        let r = Registry::for_plan(None, None, env(&[("AWS_ACCOUNT_ID", "123456789012"), ("AWS_DEFAULT_REGION", "us-east-1")]));
+        assert_eq!(r.host, "123456789012.dkr.ecr.us-east-1.amazonaws.com");
+        let r = Registry::for_plan(None, None, env(&[("AWS_ACCOUNT_ID", "123456789012"), ("AWS_REGION", "cn-north-1")]));
+        assert_eq!(r.host, "123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn");
+        let r = Registry::for_plan(None, None, env(&[("AWS_REGION", "us-east-1")]));
+        assert_eq!((r.host.as_str(), r.source), (PLACEHOLDER_REGISTRY, RegistrySource::Placeholder));
+    }
+
+    fn sample_plan() -> Plan {
+        let config = Config::parse(
+            "[tag]\nextra = [\"latest\", \"stable\"]\n[[image]]\nname = \"app\"\nrepository = \"team/app\"\n[[image]]\nname = \"web\"\n",
+            Origin::Embedded,
+        )
+        .unwrap();
+        let images: Vec<&Image> = config.images.iter().collect();
+        let tag = Tag { value: "abc12345".into(), source: TagSource::Fallback };
+        let registry = Registry { host: "r.example".into(), source: RegistrySource::Config };
+        Plan::new(&config, &images, tag, registry)
+    }
+
+    #[test]
+    fn uris_and_local_tags() {
+        let plan = sample_plan();
+        let app = &plan.images[0];
+        assert_eq!(app.uri, "r.example/team/app:abc12345");
+        assert_eq!(app.extra_uris, ["r.example/team/app:latest", "r.example/team/app:stable"]);
+        assert_eq!(app.local_tags, ["team/app:abc12345", "team/app:latest", "team/app:stable"]);
+
+        let moved = plan.with_registry(Registry { host: "127.0.0.1:5000".into(), source: RegistrySource::Ecr });
+        assert_eq!(moved.images[0].uri, "127.0.0.1:5000/team/app:abc12345");
+        assert_eq!(moved.images[1].extra_uris[0], "127.0.0.1:5000/web:latest");
+    }
+
+    #[test]
+    fn tag_equal_to_an_extra_is_not_pushed_twice() {
+        let config = Config::parse("[[image]]\nname = \"app\"\n", Origin::Embedded).unwrap();
+        let images: Vec<&Image> = config.images.iter().collect();
+        let tag = Tag { value: "latest".into(), source: TagSource::Fallback };
+        let registry = Registry { host: "r".into(), source: RegistrySource::Config };
+        let plan = Plan::new(&config, &images, tag, registry);
+        assert!(plan.images[0].extra_uris.is_empty());
+        assert_eq!(plan.images[0].local_tags, ["app:latest"]);
+    }
+
+    #[test]
+    fn report_shows_sources_never_literal_values() {
+        let config = Config::parse(
+            "[[image]]\nname = \"app\"\n[image.build_args]\nA = \"hunter2\"\nB = { ssm = \"/p/B\" }\n",
+            Origin::Embedded,
+        )
+        .unwrap();
+        let images: Vec<&Image> = config.images.iter().collect();
+        let tag = Tag { value: "t".into(), source: TagSource::Fallback };
+        let registry = Registry { host: "r".into(), source: RegistrySource::Config };
+        let plan = Plan::new(&config, &images, tag, registry);
+        let report = PlanReport::new(&plan);
+        let text = report.to_string();
+        let json = serde_json::to_string(&report).unwrap();
+        for out in [&text, &json] {
+            assert!(!out.contains("hunter2"), "{out}");
+            assert!(out.contains("/p/B"), "{out}");
+        }
+        assert!(text.contains("A (literal), B (ssm /p/B)"), "{text}");
+    }
+}
