@@ -30,8 +30,11 @@ pub enum Origin {
 impl fmt::Display for Origin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Origin::File(path) => write!(f, "{}", path.display()),
-            Origin::Embedded => f.write_str("the embedded default layout"),
+            Origin::File(path) => {
+                let path = path.strip_prefix(".").unwrap_or(path);
+                write!(f, "{}", path.display())
+            }
+            Origin::Embedded => f.write_str("the built-in seed layout"),
         }
     }
 }
@@ -171,7 +174,13 @@ impl Config {
             line: span.map(|s| line_of(text, s.start)),
             message,
         };
-        let raw: RawConfig = toml::from_str(text).map_err(|e| at(e.span(), one_line(e.message())))?;
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            let message = match e.span().and_then(|s| key_at(text, s.start)) {
+                Some(key) if !e.message().contains(key) => format!("`{key}`: {}", one_line(e.message())),
+                _ => one_line(e.message()),
+            };
+            at(e.span(), message)
+        })?;
 
         let mut images = Vec::with_capacity(raw.image.len());
         let mut names = HashSet::new();
@@ -237,10 +246,14 @@ impl Config {
     /// Checks that every image's context is a folder and its Dockerfile a file under `root`.
     pub fn check_paths(&self, root: &Path) -> Result<(), ConfigError> {
         for image in &self.images {
+            let hint = match self.origin {
+                Origin::Embedded => " (with no ecrship.toml, ecrship expects dockerfiles/{app,web,log}; write an ecrship.toml to describe other images)",
+                Origin::File(_) => "",
+            };
             let err = |message: String| ConfigError {
                 origin: self.origin.clone(),
-                line: (image.line > 0).then_some(image.line),
-                message: format!("image `{}`: {message}", image.name),
+                line: (self.origin != Origin::Embedded).then_some(image.line),
+                message: format!("image `{}`: {message}{hint}", image.name),
             };
             if !root.join(&image.context).is_dir() {
                 return Err(err(format!("context `{}` is not a folder", image.context)));
@@ -510,6 +523,15 @@ pub fn clean_relative(path: &str) -> Result<String, String> {
         }
     }
     Ok(if parts.is_empty() { ".".into() } else { parts.join("/") })
+}
+
+/// The key of the `key = value` line holding a byte offset, for messages about its value.
+fn key_at(text: &str, offset: usize) -> Option<&str> {
+    let start = text[..offset.min(text.len())].rfind('\n').map_or(0, |i| i + 1);
+    let line = text[start..].lines().next()?;
+    let (key, _) = line.split_once('=')?;
+    let key = key.trim().trim_matches('"');
+    (!key.is_empty() && !key.starts_with('[')).then_some(key)
 }
 
 /// 1-based line of a byte offset.
