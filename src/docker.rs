@@ -12,7 +12,7 @@
 //!   into lines.
 //! - BuildKit (`version=2`): the daemon streams `{"id":"moby.buildkit.trace","aux":"<base64
 //!   StatusResponse>"}` messages, rendered by [`BuildkitProgress`] like buildkit's plain progress
-//!   output (`#3 [2/3] RUN make`, `#3 0.42 output`, `#3 DONE 1.2s`).
+//!   output (`#3 [2/3] RUN make`, `#3 output line`, `#3 DONE 1.2s`).
 //!
 //! bollard insists on a BuildKit session for `version=2`: it opens `POST /session` (an `h2c`
 //! upgrade) next to the build request and serves an auth provider on it. Engine 20.10 (API 1.41)
@@ -23,7 +23,7 @@
 //! # Cancellation
 //!
 //! Dropping the future returned by [`Daemon::build`] drops the HTTP request and closes its
-//! connection. The daemon cancels the request's context when the connection closes, and both
+//! connection. The daemon notices the closed connection and cancels the build; both
 //! builders stop (checked against Engine 20.10.24): the classic builder kills and removes the
 //! running `RUN` container; BuildKit cancels the solve and kills the `RUN` process. No
 //! `POST /build/cancel` call is needed.
@@ -161,17 +161,27 @@ pub enum DockerError {
 
     /// A push failed after its retries; `transient` tells whether the last failure was one
     /// that a later run may not meet (network, registry 5xx) rather than auth or naming.
-    #[error("push of {image} to {registry} failed: {message}")]
+    #[error("push of {image} to {registry} failed{}: {message}", attempts_note(*attempts))]
     Push {
         image: String,
         registry: String,
         message: String,
         transient: bool,
+        /// How many times the push was tried (more than one when failures were transient).
+        attempts: usize,
     },
 
     /// Any other call the daemon refused or that failed on the way.
     #[error("docker {action} failed: {message}")]
     Api { action: String, message: String },
+}
+
+fn attempts_note(attempts: usize) -> String {
+    if attempts > 1 {
+        format!(" ({attempts} attempts)")
+    } else {
+        String::new()
+    }
 }
 
 fn render_tail(tail: &[String]) -> String {
@@ -395,6 +405,7 @@ impl Daemon {
                     registry: registry_of(repo).to_string(),
                     message,
                     transient,
+                    attempts: attempt + 1,
                 });
             };
             attempt += 1;
@@ -708,8 +719,34 @@ impl LineSplitter {
 
 fn clean_line(line: &str) -> Option<String> {
     let line = line.trim_end_matches(['\r', '\n']);
-    let line = line.rsplit('\r').next().unwrap_or(line).trim_end();
+    let line = line.rsplit('\r').next().unwrap_or(line);
+    let line = strip_ansi(line);
+    let line = line.trim_end();
     (!line.is_empty()).then(|| line.to_string())
+}
+
+/// Removes ANSI escape sequences (CSI, such as the classic builder's red around stderr), which
+/// would otherwise bleed colour into the next prefixed line.
+fn strip_ansi(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '\u{1b}' {
+            out.push(c);
+            continue;
+        }
+        if chars.next_if_eq(&'[').is_some() {
+            // Parameters and intermediates, then one final byte in '@'..='~'.
+            for c in chars.by_ref() {
+                if ('@'..='~').contains(&c) {
+                    break;
+                }
+            }
+        } else {
+            chars.next();
+        }
+    }
+    out
 }
 
 /// Renders BuildKit's `StatusResponse` messages as plain lines, in the manner of buildkit's
@@ -992,6 +1029,11 @@ mod tests {
         assert_eq!(s.push("abc\n\nStep 2/2"), vec![" ---> abc"]);
         assert_eq!(s.push(" : COPY a /a\r\n"), vec!["Step 2/2 : COPY a /a"]);
         assert_eq!(s.push("10%\r50%\r100%\n"), vec!["100%"]);
+        assert_eq!(
+            s.push("\u{1b}[91mto-stderr\n\u{1b}[0mRemoving intermediate container 1e8f\n"),
+            vec!["to-stderr", "Removing intermediate container 1e8f"]
+        );
+        assert_eq!(s.push("\u{1b}[1;31mred\u{1b}[0m text\n"), vec!["red text"]);
         assert_eq!(s.push("no newline"), Vec::<String>::new());
         assert_eq!(s.finish().as_deref(), Some("no newline"));
         assert_eq!(s.finish(), None);

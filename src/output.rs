@@ -48,8 +48,15 @@ impl Printer {
     /// Logs go to stderr: progress at the default level, details with `-v`, everything with `-vv`;
     /// `RUST_LOG` overrides the level given by `-v`/`-q`.
     pub fn init_logging(&self) {
-        let filter = EnvFilter::try_from_env("RUST_LOG")
-            .unwrap_or_else(|_| EnvFilter::new(format!("ecrship={}", self.level)));
+        let mut filter = EnvFilter::try_from_env("RUST_LOG")
+            .unwrap_or_else(|_| EnvFilter::new(format!("warn,ecrship={}", self.level)));
+        // Below info, these crates log request URLs and bodies, which carry build args and
+        // tokens: they never go further, whatever RUST_LOG says.
+        for quiet in ["bollard", "hyper", "hyper_util", "h2", "tonic", "aws_smithy_runtime", "aws_smithy_http", "aws_smithy_http_client", "aws_sigv4", "aws_config", "aws_runtime"] {
+            if let Ok(directive) = format!("{quiet}=info").parse() {
+                filter = filter.add_directive(directive);
+            }
+        }
         let _ = tracing_subscriber::fmt()
             .with_env_filter(filter)
             .with_writer(std::io::stderr)

@@ -190,6 +190,17 @@ impl Test {
         run_command(cmd, self.stdin.as_deref(), self.timeout)
     }
 
+    /// Like `run_with`, with extra environment variables for this one run.
+    pub fn run_with_env<I, S>(&self, args: I, env: impl IntoIterator<Item = (&'static str, &'static str)>) -> Output
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let mut cmd = self.command();
+        cmd.args(args).envs(env);
+        run_command(cmd, self.stdin.as_deref(), self.timeout)
+    }
+
     /// The command `run` would execute, for tests that need more control.
     pub fn command(&self) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_ecrship"));

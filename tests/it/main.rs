@@ -1,3 +1,5 @@
 mod harness;
 mod smoke;
 mod cli;
+mod build;
+mod push;
