@@ -75,6 +75,7 @@ impl Printer {
                 json
             }
         };
+        let text = crate::secret::scrub(&text);
         let mut stdout = std::io::stdout().lock();
         match stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
             // A closed pipe (`ecrship plan | head`) is the reader's choice, not a failure.
@@ -105,7 +106,8 @@ pub fn print_error(error: &Error) {
         std::io::stderr().is_terminal(),
     );
     let prefix = if color { "\x1b[1;31merror\x1b[0m" } else { "error" };
-    let _ = writeln!(std::io::stderr().lock(), "{prefix}: {error}");
+    let message = error.to_string();
+    let _ = writeln!(std::io::stderr().lock(), "{prefix}: {}", crate::secret::scrub(&message));
 }
 
 /// One plain line per event: the message alone at info, with a level word otherwise.
@@ -133,7 +135,9 @@ where
                 writer.write_str(word)?;
             }
         }
-        ctx.field_format().format_fields(writer.by_ref(), event)?;
-        writeln!(writer)
+        // Fields are rendered into a buffer first so that secrets are scrubbed from every line.
+        let mut line = String::new();
+        ctx.field_format().format_fields(Writer::new(&mut line), event)?;
+        writeln!(writer, "{}", crate::secret::scrub(&line))
     }
 }

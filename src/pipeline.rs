@@ -153,6 +153,15 @@ fn resolve_build_args(
             },
         };
         if let Some(value) = value {
+            let from_ssm = matches!(source, Source::Ssm { .. });
+            if from_ssm || crate::secret::looks_secret(name) {
+                crate::secret::register(&value);
+                tracing::warn!(
+                    "[{}] build arg `{name}` {} is stored in the image history, readable by anyone who can pull the image",
+                    image.name,
+                    if from_ssm { "comes from SSM and" } else { "looks secret and" }
+                );
+            }
             args.push((name.clone(), value));
         }
     }

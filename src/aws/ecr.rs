@@ -23,6 +23,8 @@ pub async fn login(config: &SdkConfig) -> Result<Login, AwsError> {
     let token = data.authorization_token().ok_or_else(|| bad_token("no token"))?;
     let endpoint = data.proxy_endpoint().ok_or_else(|| bad_token("no proxyEndpoint"))?;
     let (username, password) = decode_token(token)?;
+    crate::secret::register(&password);
+    crate::secret::register(token);
     let host = host_of(endpoint);
     Ok(Login {
         credentials: Credentials { username, password, server: host.clone() },
