@@ -91,6 +91,12 @@ pub enum Command {
         #[command(flatten)]
         push: PushFlags,
     },
+    /// Print the least-privilege IAM policy (JSON) that build and push need for this config
+    Policy {
+        /// Also allow ecr:CreateRepository (for --create-repositories)
+        #[arg(long)]
+        create_repositories: bool,
+    },
     /// Build, then push: one command for a single-phase buildspec or a laptop
     Release {
         /// Images to build and push (all by default)

@@ -12,6 +12,7 @@ pub mod error;
 pub mod output;
 pub mod pipeline;
 pub mod plan;
+pub mod policy;
 pub mod secret;
 pub mod tag;
 
@@ -41,6 +42,16 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         Command::Plan { images } => {
             let (_, plan) = load_plan(&cli.global, &images)?;
             printer.result(&PlanReport::new(&plan))
+        }
+        Command::Policy { create_repositories } => {
+            let config = Config::load(root, cli.global.config.as_deref())?;
+            let registry = cli.global.registry.as_deref().or(config.registry.as_deref());
+            let scope = policy::resolve_scope(registry, env);
+            let policy = policy::policy(&config, &scope, false, create_repositories);
+            for note in &policy.notes {
+                tracing::warn!("{note}");
+            }
+            printer.result(&policy.document)
         }
         Command::Build { images, build, dry_run } => {
             let steps = Steps { build: Some(&build), push: None, dry_run };

@@ -206,3 +206,36 @@ fn version_names_the_commit() {
     assert!(out.stdout.starts_with(&format!("ecrship {}", env!("CARGO_PKG_VERSION"))), "{out}");
     assert!(out.stdout.contains('('), "{out}");
 }
+
+#[test]
+fn policy_names_exactly_the_repositories_and_parameters() {
+    let config = "[[image]]\nname = \"app\"\nrepository = \"team/app\"\n[image.build_args]\nA = { ssm = \"/app/prod/KEY\" }\nB = { ssm = \"PLAIN\" }\n\n[[image]]\nname = \"web\"\n";
+    let out = Test::new()
+        .file("ecrship.toml", config)
+        .env("AWS_ACCOUNT_ID", "123456789012")
+        .env("AWS_REGION", "eu-west-1")
+        .arg("policy")
+        .run();
+    out.assert_success();
+    let doc = out.json();
+    assert_eq!(doc["Version"], "2012-10-17");
+    let statements = doc["Statement"].as_array().unwrap();
+    let resources = |sid: &str| -> Vec<String> {
+        let s = statements.iter().find(|s| s["Sid"] == sid).unwrap_or_else(|| panic!("{sid}: {out}"));
+        match &s["Resource"] {
+            serde_json::Value::String(r) => vec![r.clone()],
+            serde_json::Value::Array(list) => list.iter().map(|r| r.as_str().unwrap().to_owned()).collect(),
+            other => panic!("{other}"),
+        }
+    };
+    assert_eq!(resources("EcrLogin"), ["*"]);
+    assert_eq!(
+        resources("EcrPush"),
+        ["arn:aws:ecr:eu-west-1:123456789012:repository/team/app", "arn:aws:ecr:eu-west-1:123456789012:repository/web"]
+    );
+    assert_eq!(
+        resources("SsmParameters"),
+        ["arn:aws:ssm:eu-west-1:123456789012:parameter/app/prod/KEY", "arn:aws:ssm:eu-west-1:123456789012:parameter/PLAIN"]
+    );
+    assert!(out.stderr.contains("kms:Decrypt"), "{out}");
+}
