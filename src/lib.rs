@@ -14,6 +14,7 @@ pub mod pipeline;
 pub mod plan;
 pub mod policy;
 pub mod secret;
+pub mod session;
 pub mod tag;
 
 use cli::{Cli, Command};
@@ -133,7 +134,10 @@ impl Steps<'_> {
             }
             let credentials = docker::Credentials { server: plan.registry.host.clone(), ..login.credentials };
             let jobs = config.jobs.unwrap_or(plan.images.len());
-            let pushed = pipeline::push(&daemon, &plan, &credentials, &pipeline::PushOptions { jobs }).await?;
+            // Only ECR can tell what an immutable tag holds; another registry has no immutable tags.
+            let is_ecr = plan.registry.source == RegistrySource::Ecr || plan.registry.host.contains(".dkr.ecr.");
+            let ecr = is_ecr.then_some(aws);
+            let pushed = pipeline::push(&daemon, &plan, &credentials, &pipeline::PushOptions { jobs, ecr }).await?;
             let uris: Vec<String> = plan
                 .images
                 .iter()

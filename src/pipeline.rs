@@ -78,6 +78,7 @@ pub async fn build(
             no_cache: options.no_cache,
             pull: options.pull,
             cache_from: Vec::new(),
+            secrets: Vec::new(),
         };
         jobs.push((image, prepared, request));
     }
@@ -191,8 +192,11 @@ fn short_id(id: &str) -> &str {
 
 /// How to push.
 #[derive(Debug, Clone)]
-pub struct PushOptions {
+pub struct PushOptions<'a> {
     pub jobs: usize,
+    /// ECR, to tell an immutable tag that already holds this very image (a re-run: success)
+    /// from one that holds another (a failure). `None` when the registry is not ECR's.
+    pub ecr: Option<&'a aws_config::SdkConfig>,
 }
 
 /// What the push of one image produced.
@@ -210,7 +214,7 @@ pub async fn push(
     daemon: &Daemon,
     plan: &Plan,
     credentials: &Credentials,
-    options: &PushOptions,
+    options: &PushOptions<'_>,
 ) -> Result<Vec<Pushed>, Error> {
     let mut local = Vec::with_capacity(plan.images.len());
     for image in &plan.images {
@@ -233,10 +237,13 @@ pub async fn push(
                 let (repo, tag) = uri.rsplit_once(':').unwrap_or((uri.as_str(), "latest"));
                 daemon.tag(&id, repo, tag).await.map_err(|e| image_error(image, e.into()))?;
                 tracing::info!("[{}] pushing {uri}", image.name);
-                let got = daemon
-                    .push(repo, tag, credentials, &mut on_line)
-                    .await
-                    .map_err(|e| image_error(image, e.into()))?;
+                let got = match daemon.push(repo, tag, credentials, &mut on_line).await {
+                    Ok(got) => got,
+                    Err(e) if is_immutable_tag(&e.to_string()) => {
+                        already_there(options.ecr, &plan.registry.host, image, tag, &id).await.map_err(|e| image_error(image, e))?
+                    }
+                    Err(e) => return Err(image_error(image, e.into())),
+                };
                 digest.get_or_insert(got);
             }
             let done = Pushed {
@@ -252,6 +259,40 @@ pub async fn push(
         .await?;
     pushed.sort_by_key(|(index, _)| *index);
     Ok(pushed.into_iter().map(|(_, p)| p).collect())
+}
+
+/// Whether a push failed because the tag exists in an immutable ECR repository.
+fn is_immutable_tag(message: &str) -> bool {
+    message.contains("already exists") && message.contains("immutable")
+}
+
+/// An immutable tag refused the push: success when it already holds this very image (a re-run
+/// or a retry), else a failure that names the repository and the tag.
+async fn already_there(
+    ecr: Option<&aws_config::SdkConfig>,
+    registry_host: &str,
+    image: &PlannedImage,
+    tag: &str,
+    local_id: &str,
+) -> Result<String, Error> {
+    let other = |found: Option<&str>| {
+        Error::Failed(format!(
+            "repository `{}` is immutable and its tag `{tag}` already holds another image{}; push under a new tag (or drop `{tag}` from [tag] extra)",
+            image.repository,
+            found.map(|d| format!(" ({d})")).unwrap_or_default()
+        ))
+    };
+    let Some(ecr) = ecr else {
+        return Err(other(None));
+    };
+    match crate::aws::ecr::tagged_image(ecr, registry_host, &image.repository, tag).await? {
+        Some(found) if found.config_digest.as_deref() == Some(local_id) => {
+            tracing::info!("[{}] {}:{tag} already holds this image ({})", image.name, image.repository, found.digest);
+            Ok(found.digest)
+        }
+        Some(found) => Err(other(Some(&found.digest))),
+        None => Err(other(None)),
+    }
 }
 
 /// `<registry>/<repository>@sha256:...`: the image by digest, for `--pin-digest`.
@@ -435,6 +476,13 @@ mod tests {
         assert_eq!(at(0), "1970-01-01T00:00:00Z");
         assert_eq!(at(951_782_400), "2000-02-29T00:00:00Z");
         assert_eq!(at(1_798_761_599), "2026-12-31T23:59:59Z");
+    }
+
+    #[test]
+    fn immutable_tag_errors_are_recognised() {
+        let ecr = "push of r/app:v1 to r failed: tag invalid: The image tag 'v1' already exists in the 'app' repository and cannot be overwritten because the repository is immutable.";
+        assert!(is_immutable_tag(ecr));
+        assert!(!is_immutable_tag("push of r/app:v1 to r failed: unauthorized: authentication required"));
     }
 
     #[test]

@@ -46,6 +46,49 @@ pub async fn create_repositories(config: &SdkConfig, names: &[&str]) -> Result<(
     Ok(())
 }
 
+/// The image a tag names in an ECR repository: the manifest's digest and its config digest
+/// (which equals the local image id of the image that was pushed). `None` when the tag is absent.
+pub async fn tagged_image(
+    config: &SdkConfig,
+    registry_host: &str,
+    repository: &str,
+    tag: &str,
+) -> Result<Option<TaggedImage>, AwsError> {
+    use aws_sdk_ecr::types::ImageIdentifier;
+    let client = aws_sdk_ecr::Client::new(config);
+    // The registry may belong to another account than the caller's: its id leads the host.
+    let account = registry_host.split('.').next().filter(|a| a.len() == 12 && a.bytes().all(|b| b.is_ascii_digit()));
+    let out = client
+        .batch_get_image()
+        .set_registry_id(account.map(str::to_owned))
+        .repository_name(repository)
+        .image_ids(ImageIdentifier::builder().image_tag(tag).build())
+        .accepted_media_types("application/vnd.docker.distribution.manifest.v2+json")
+        .accepted_media_types("application/vnd.oci.image.manifest.v1+json")
+        .send()
+        .await
+        .map_err(|e| call_error(&format!("ECR BatchGetImage `{repository}:{tag}`"), &e))?;
+    let Some(image) = out.images().first() else {
+        return Ok(None);
+    };
+    let digest = image.image_id().and_then(|id| id.image_digest()).unwrap_or_default().to_owned();
+    let config_digest = image.image_manifest().and_then(manifest_config_digest);
+    Ok(Some(TaggedImage { digest, config_digest }))
+}
+
+/// What [`tagged_image`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaggedImage {
+    pub digest: String,
+    pub config_digest: Option<String>,
+}
+
+/// `config.digest` of an image manifest.
+fn manifest_config_digest(manifest: &str) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_str(manifest).ok()?;
+    value.get("config")?.get("digest")?.as_str().map(str::to_owned)
+}
+
 fn bad_token(what: &str) -> AwsError {
     AwsError::Call {
         call: "ECR GetAuthorizationToken".into(),
@@ -83,5 +126,13 @@ mod tests {
         assert!(decode_token(&no_colon).is_err());
         assert_eq!(host_of("https://1.dkr.ecr.us-east-1.amazonaws.com"), "1.dkr.ecr.us-east-1.amazonaws.com");
         assert_eq!(host_of("https://h:5000/"), "h:5000");
+    }
+
+    #[test]
+    fn config_digest_of_a_manifest() {
+        let manifest = r#"{"schemaVersion":2,"config":{"mediaType":"application/vnd.docker.container.image.v1+json","size":1,"digest":"sha256:abc"},"layers":[]}"#;
+        assert_eq!(manifest_config_digest(manifest).as_deref(), Some("sha256:abc"));
+        assert_eq!(manifest_config_digest("{}"), None);
+        assert_eq!(manifest_config_digest("not json"), None);
     }
 }
