@@ -304,13 +304,12 @@ pub fn pinned_uri(image: &PlannedImage, digest: &str) -> String {
 /// Writes `imagedefinitions.json` (and `imageDetail.json` when configured) under `root`.
 pub fn write_artifacts(root: &Path, plan: &Plan, uris: &[String]) -> Result<Vec<String>, Error> {
     let text = artifacts::image_definitions(plan.images.iter().zip(uris).map(|(i, u)| (i.name.as_str(), u.as_str())));
-    let detail = match &plan.image_detail {
-        Some(name) => match plan.images.iter().position(|i| &i.name == name) {
-            Some(index) => Some(artifacts::image_detail(&uris[index])),
-            None => None,
-        },
-        None => None,
-    };
+    // image_detail names an image of the config; it may not be among those selected.
+    let detail = plan
+        .image_detail
+        .as_ref()
+        .and_then(|name| plan.images.iter().position(|i| &i.name == name))
+        .map(|index| artifacts::image_detail(&uris[index]));
     let mut written = Vec::new();
     let definitions = root.join(&plan.imagedefinitions);
     artifacts::write_atomic(&definitions, &text)?;

@@ -143,7 +143,7 @@ fn push_without_region_or_build_exits_1() {
     let (test, _, tag) = project("unbuilt");
     let out = test.moto_env().env("ECRSHIP_REGISTRY", &s.registry).run_with(["push"]);
     out.assert_code(1);
-    assert!(out.stderr.contains(&format!("is not built here; run `ecrship build` first")), "{out}");
+    assert!(out.stderr.contains("is not built here; run `ecrship build` first"), "{out}");
     assert!(out.stderr.contains(&tag), "{out}");
 }
 
