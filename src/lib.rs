@@ -157,12 +157,16 @@ fn block_on<T>(work: impl std::future::Future<Output = Result<T, Error>>) -> Res
         .enable_all()
         .build()
         .map_err(|e| Error::Failed(format!("cannot start the async runtime: {e}")))?;
-    runtime.block_on(async {
+    let result = runtime.block_on(async {
         tokio::select! {
             result = work => result,
             interrupted = signals() => Err(interrupted),
         }
-    })
+    });
+    // Work still in flight (a context walker blocked on a full channel, a BuildKit session)
+    // must not hold up the exit.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    result
 }
 
 async fn signals() -> Error {
