@@ -1,4 +1,5 @@
-//! The Docker Engine API through bollard: connect and negotiate, build, tag, inspect, push.
+//! The Docker Engine API through bollard (and hyper, for BuildKit builds): connect and negotiate,
+//! build, tag, inspect, push.
 //!
 //! This is the only module that talks to the daemon. It turns bollard's streams into typed
 //! results: the built image id, the pushed digest, and a [`DockerError`] that says what failed
@@ -6,19 +7,31 @@
 //!
 //! # Builders
 //!
-//! Both builders take the context as a tar stream in the body of `POST /build`.
+//! Both builders take the context as a tar stream in the body of `POST /build`, sent as it is
+//! produced (chunked), so memory stays flat whatever the context's size.
 //!
-//! - Classic (`version=1`): the daemon streams `{"stream":"Step 1/3 : ..."}` text, which is split
-//!   into lines.
+//! - Classic (`version=1`), through bollard: the daemon streams `{"stream":"Step 1/3 : ..."}`
+//!   text, which is split into lines. It cannot mount secrets: a request with secrets is refused
+//!   with [`DockerError::SecretsNeedBuildKit`] before anything is sent.
 //! - BuildKit (`version=2`): the daemon streams `{"id":"moby.buildkit.trace","aux":"<base64
 //!   StatusResponse>"}` messages, rendered by [`BuildkitProgress`] like buildkit's plain progress
 //!   output (`#3 [2/3] RUN make`, `#3 output line`, `#3 DONE 1.2s`).
 //!
-//! bollard insists on a BuildKit session for `version=2`: it opens `POST /session` (an `h2c`
-//! upgrade) next to the build request and serves an auth provider on it. Engine 20.10 (API 1.41)
-//! accepts that session. The session's connection is served by a task bollard spawns; it stays
-//! open until the daemon or the process closes it, so each BuildKit build holds one idle
-//! connection until `ecrship` exits.
+//! # BuildKit sessions and secrets
+//!
+//! A BuildKit build reads its secrets (`RUN --mount=type=secret,id=NAME`) from a session the
+//! client serves over `POST /session` (see [`crate::session`]). bollard's `build_image` opens a
+//! session of its own that serves no secrets, and its session machinery is private; so for a
+//! BuildKit build this module makes both requests itself, each on its own connection to the
+//! daemon (`DOCKER_HOST` as `unix://` or plain `tcp://`): first `POST /session`, whose `101`
+//! answer registers the session before the build can ask for it, then
+//! `POST /build?version=2&session=<id>` with the streamed tar. The JSON messages of the answer are
+//! decoded with bollard's `BuildInfo`, as for the classic builder. Secret values travel only as
+//! gRPC answers on the session's connection: never in the URL, a build arg, the image's history
+//! or layers (BuildKit mounts them in a tmpfs for the one step), nor any log line.
+//!
+//! Over TLS (`https://`, `DOCKER_TLS_VERIFY`) or ssh, a BuildKit build without secrets goes
+//! through bollard's `build_image` (and its session); one with secrets fails with a message.
 //!
 //! # Cancellation
 //!
@@ -26,7 +39,8 @@
 //! connection. The daemon notices the closed connection and cancels the build; both
 //! builders stop (checked against Engine 20.10.24): the classic builder kills and removes the
 //! running `RUN` container; BuildKit cancels the solve and kills the `RUN` process. No
-//! `POST /build/cancel` call is needed.
+//! `POST /build/cancel` call is needed. The session's connection belongs to the same future and
+//! is closed with it (and as soon as the build ends), so the daemon forgets the session.
 //!
 //! # Secrets
 //!
@@ -34,11 +48,14 @@
 //! or a `Debug` output ([`Credentials`] prints `***`). Build arguments are query parameters of
 //! `POST /build`, and bollard logs request URIs at `debug` level through the `log` crate: the
 //! subscriber must keep `bollard` below `debug` for secret build args to stay out of the logs.
+//! Secret mounts ([`BuildRequest::secrets`]) are [`Secret`]s, which print `***`.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
-use std::hash::{BuildHasher, Hasher};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bollard::Docker;
@@ -50,7 +67,18 @@ use bollard::query_parameters::{
     BuildImageOptions, BuilderVersion, PushImageOptions, RemoveImageOptions, TagImageOptions,
 };
 use bytes::Bytes;
-use futures_util::{Stream, StreamExt};
+use futures_util::{Stream, StreamExt, TryStreamExt};
+use http::header::{CONNECTION, CONTENT_TYPE, HOST, UPGRADE};
+use http::{Request, StatusCode};
+use http_body_util::{BodyExt, Empty, Limited, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use crate::context::Builder;
+use crate::secret::Secret;
+use crate::session::{self, SecretStore};
 
 /// Where the daemon listens when `DOCKER_HOST` is unset (as in bollard and the Docker CLI).
 const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";
@@ -72,18 +100,6 @@ const PUSH_BACKOFF: [Duration; 3] = [
     Duration::from_secs(2),
 ];
 
-/// Which of the daemon's builders runs a build.
-///
-/// Placeholder until `crate::context::Builder` exists; the lead will unify the two.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum BuilderKind {
-    /// BuildKit (`POST /build?version=2`): cache mounts, secret mounts, parallel stages.
-    #[default]
-    BuildKit,
-    /// The classic builder (`version=1`).
-    Classic,
-}
-
 /// What to build; the context itself is passed separately to [`Daemon::build`] as a tar stream.
 #[derive(Debug, Clone, Default)]
 pub struct BuildRequest {
@@ -101,13 +117,16 @@ pub struct BuildRequest {
     /// `--platform`, such as `linux/amd64`.
     pub platform: Option<String>,
     /// Which builder runs it.
-    pub builder: BuilderKind,
+    pub builder: Builder,
     /// `--no-cache`.
     pub no_cache: bool,
     /// `--pull`: always look for a newer base image.
     pub pull: bool,
     /// `--cache-from` images.
     pub cache_from: Vec<String>,
+    /// BuildKit secret mounts, id → value (`RUN --mount=type=secret,id=<id>` reads the value at
+    /// `/run/secrets/<id>`); a later duplicate id wins. BuildKit only.
+    pub secrets: Vec<(String, Secret)>,
 }
 
 /// Registry credentials for a push. `Debug` never shows the password.
@@ -174,6 +193,25 @@ pub enum DockerError {
     /// Any other call the daemon refused or that failed on the way.
     #[error("docker {action} failed: {message}")]
     Api { action: String, message: String },
+
+    /// Secret mounts were asked of the classic builder, which has none.
+    #[error(
+        "secret{} {} need{} BuildKit: the classic builder cannot mount secrets\n  hint: build with BuildKit (--builder buildkit), or remove [image.secrets]",
+        plural(ids.len()),
+        quoted(ids),
+        if ids.len() == 1 { "s" } else { "" }
+    )]
+    SecretsNeedBuildKit { ids: Vec<String> },
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+/// `a`, `b` and `c` in backquotes, joined by commas.
+fn quoted(items: &[String]) -> String {
+    let quoted: Vec<String> = items.iter().map(|i| format!("`{i}`")).collect();
+    quoted.join(", ")
 }
 
 fn attempts_note(attempts: usize) -> String {
@@ -204,6 +242,10 @@ pub struct Daemon {
     /// The same connection pool, for builds and pushes, bounded by [`STREAM_TIMEOUT`].
     streaming: Docker,
     address: String,
+    /// The negotiated API version, such as `1.41`, for the requests made without bollard.
+    api: String,
+    /// How to reach the daemon without bollard; `None` over TLS or ssh.
+    endpoint: Option<Endpoint>,
 }
 
 impl Daemon {
@@ -240,9 +282,12 @@ impl Daemon {
             });
         }
         tracing::debug!(%address, api = %version, "connected to the Docker daemon");
+        let tls = std::env::var_os("DOCKER_TLS_VERIFY").is_some_and(|v| !v.is_empty());
         Ok(Daemon {
             streaming: docker.clone().with_timeout(STREAM_TIMEOUT),
             docker: docker.with_timeout(CALL_TIMEOUT),
+            endpoint: Endpoint::parse(&address, tls),
+            api: version.to_string(),
             address,
         })
     }
@@ -260,6 +305,11 @@ impl Daemon {
     /// error in the stream (the daemon answers 200 then reports `errorDetail`) is a
     /// [`DockerError::Build`] carrying the daemon's message and the last 20 log lines.
     ///
+    /// `req.secrets` are served to BuildKit through a session of this build's own (see the
+    /// module docs); the classic builder refuses them ([`DockerError::SecretsNeedBuildKit`]).
+    /// A secret the Dockerfile mounts but `req` lacks fails the build when the mount is
+    /// `required`, and is named in a warning line otherwise.
+    ///
     /// Dropping the returned future cancels the build on the daemon (see the module docs).
     pub async fn build<S>(
         &self,
@@ -270,8 +320,23 @@ impl Daemon {
     where
         S: Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static,
     {
+        if req.builder == Builder::Classic && !req.secrets.is_empty() {
+            let mut ids: Vec<String> = req.secrets.iter().map(|(id, _)| id.clone()).collect();
+            ids.sort();
+            ids.dedup();
+            return Err(DockerError::SecretsNeedBuildKit { ids });
+        }
         let mut log = BuildLog::new(on_line);
-        let result = self.run_build(req, context, &mut log).await;
+        let result = match (&self.endpoint, req.builder) {
+            (Some(endpoint), Builder::BuildKit) => {
+                self.run_buildkit(endpoint, req, context, &mut log).await
+            }
+            (None, Builder::BuildKit) if !req.secrets.is_empty() => Err(format!(
+                "secret mounts need the daemon on a unix:// socket or plain tcp://, not {}",
+                self.address
+            )),
+            _ => self.run_build(req, context, &mut log).await,
+        };
         let id = match result {
             Ok(id) => id,
             Err(message) => {
@@ -290,6 +355,8 @@ impl Daemon {
         Ok(id)
     }
 
+    /// A build through bollard's `build_image`: the classic builder, or BuildKit where this
+    /// module cannot reach the daemon itself.
     async fn run_build<S>(
         &self,
         req: &BuildRequest,
@@ -299,58 +366,170 @@ impl Daemon {
     where
         S: Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static,
     {
-        let options = build_options(req);
+        let session = (req.builder == Builder::BuildKit).then(session::new_id);
+        let options = build_options(req, session);
         let mut stream =
             self.streaming
                 .build_image(options, None, Some(bollard::body_try_stream(context)));
-        let mut image_id = None;
-        let mut short_id = None;
+        let mut outcome = Outcome::default();
         while let Some(item) = stream.next().await {
-            let info = match item {
-                Ok(info) => info,
+            match item {
+                Ok(info) => outcome.take(info, log)?,
                 Err(BollardError::DockerStreamError { error }) => return Err(error),
                 Err(e) => return Err(describe(&e)),
-            };
-            if let Some(detail) = &info.error_detail {
-                // bollard turns an errorDetail with a message into an Err; this one has none.
-                return Err(format!("the daemon reported error code {:?}", detail.code));
-            }
-            if let Some(text) = &info.stream {
-                for line in log.classic.push(text) {
-                    if let Some(id) = line.strip_prefix("Successfully built ") {
-                        short_id = Some(id.trim().to_string());
-                    }
-                    log.emit(&line);
-                }
-            }
-            if let Some(status) = status_line(&info) {
-                log.emit(&status);
-            }
-            match info.aux {
-                Some(BuildInfoAux::BuildKit(status)) => {
-                    for line in log.buildkit.render(&status) {
-                        log.emit(&line);
-                    }
-                }
-                Some(BuildInfoAux::Default(image)) => {
-                    if let Some(id) = image.id {
-                        image_id = Some(id);
-                    }
-                }
-                None => {}
             }
         }
-        if let Some(id) = image_id {
-            return Ok(id);
-        }
-        // Older daemons print only `Successfully built <short id>`; resolve it to the full id.
-        let resolved = match short_id {
-            Some(short) => self.inspect(&short).await.ok().flatten(),
-            None => None,
+        outcome.image_id(self).await
+    }
+
+    /// A BuildKit build with a session of its own that serves `req.secrets`: `POST /session`
+    /// on one connection, then `POST /build?session=<id>` on another, both held by this future.
+    async fn run_buildkit<S>(
+        &self,
+        endpoint: &Endpoint,
+        req: &BuildRequest,
+        context: S,
+        log: &mut BuildLog<'_>,
+    ) -> Result<String, String>
+    where
+        S: Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static,
+    {
+        let id = session::new_id();
+        let store = Arc::new(SecretStore::new(&req.secrets));
+        let name = req.tags.first().map_or("ecrship", String::as_str);
+        let upgraded = self.open_session(endpoint, &id, name).await?;
+        tracing::debug!(session = %id, secrets = req.secrets.len(), "BuildKit session open");
+        let result = {
+            let mut build = pin!(self.post_build(endpoint, req, &id, context, log));
+            let mut serve = pin!(session::serve(upgraded, Arc::clone(&store)));
+            tokio::select! {
+                result = &mut build => result,
+                ended = &mut serve => {
+                    // The build may still need no session at all: let it finish, and say why
+                    // a secret could not be read if it fails.
+                    let why = match ended {
+                        Ok(()) => "the daemon closed the BuildKit session".to_string(),
+                        Err(e) => format!("the BuildKit session failed: {}", error_chain(&e)),
+                    };
+                    tracing::debug!(session = %id, "{why}");
+                    build.await.map_err(|message| format!("{message} ({why})"))
+                }
+            }
         };
-        resolved
-            .map(|info| info.id)
-            .ok_or_else(|| "the daemon ended the build without reporting an image id".to_string())
+        let missing = store.missing();
+        if missing.is_empty() {
+            return result;
+        }
+        let note = format!(
+            "the Dockerfile mounts secret{} {} that ecrship was not given; add {} to [image.secrets]",
+            plural(missing.len()),
+            quoted(&missing),
+            if missing.len() == 1 { "it" } else { "them" }
+        );
+        match result {
+            Ok(id) => {
+                log.emit(&format!(
+                    "WARNING: {note}; the step ran without the file in /run/secrets"
+                ));
+                Ok(id)
+            }
+            Err(message) => Err(format!("{message}\n  hint: {note}")),
+        }
+    }
+
+    /// Opens a BuildKit session on a connection of its own: `POST /session` with `Upgrade: h2c`,
+    /// answered `101 Switching Protocols`.
+    async fn open_session(
+        &self,
+        endpoint: &Endpoint,
+        id: &str,
+        name: &str,
+    ) -> Result<Upgraded, String> {
+        let failed = |cause: String| format!("cannot open a BuildKit session: {cause}");
+        let mut request = Request::post(format!("/v{}/session", self.api))
+            .header(HOST, endpoint.host())
+            .header(CONNECTION, "Upgrade")
+            .header(UPGRADE, "h2c");
+        for (header, value) in session::headers(id, name) {
+            request = request.header(header, value);
+        }
+        let request = request
+            .body(Empty::<Bytes>::new())
+            .map_err(|e| failed(e.to_string()))?;
+        let io = endpoint.connect().await.map_err(&failed)?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
+            .await
+            .map_err(|e| failed(error_chain(&e)))?;
+        let upgrade = async {
+            let response = sender
+                .send_request(request)
+                .await
+                .map_err(|e| error_chain(&e))?;
+            if response.status() != StatusCode::SWITCHING_PROTOCOLS {
+                return Err(error_answer(response).await);
+            }
+            hyper::upgrade::on(response)
+                .await
+                .map_err(|e| error_chain(&e))
+        };
+        let upgraded = tokio::time::timeout(CALL_TIMEOUT, drive(conn.with_upgrades(), upgrade))
+            .await
+            .map_err(|_| "the Docker daemon did not answer in time".to_string())
+            .and_then(|upgraded| upgraded);
+        upgraded.map_err(failed)
+    }
+
+    /// `POST /build?version=2&session=<id>&...` with `context` as the streamed body; renders
+    /// the answer's messages into `log` and returns the image id.
+    async fn post_build<S>(
+        &self,
+        endpoint: &Endpoint,
+        req: &BuildRequest,
+        session: &str,
+        context: S,
+        log: &mut BuildLog<'_>,
+    ) -> Result<String, String>
+    where
+        S: Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static,
+    {
+        let options = build_options(req, Some(session.to_string()));
+        let query = serde_urlencoded::to_string(&options).map_err(|e| e.to_string())?;
+        let body = StreamBody::new(context.map_ok(Frame::data));
+        let request = Request::post(format!("/v{}/build?{query}", self.api))
+            .header(HOST, endpoint.host())
+            .header(CONTENT_TYPE, "application/x-tar")
+            .body(body)
+            .map_err(|e| e.to_string())?;
+        let io = endpoint.connect().await?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
+            .await
+            .map_err(|e| error_chain(&e))?;
+        let work = async {
+            let response = tokio::time::timeout(STREAM_TIMEOUT, sender.send_request(request))
+                .await
+                .map_err(|_| "the Docker daemon did not answer in time".to_string())?
+                .map_err(|e| error_chain(&e))?;
+            if !response.status().is_success() {
+                return Err(error_answer(response).await);
+            }
+            let mut body = response.into_body();
+            let mut lines = JsonLines::default();
+            let mut outcome = Outcome::default();
+            while let Some(frame) = body.frame().await {
+                let frame = frame.map_err(|e| error_chain(&e))?;
+                let Ok(data) = frame.into_data() else {
+                    continue;
+                };
+                for line in lines.push(&data) {
+                    outcome.take(parse_message(&line)?, log)?;
+                }
+            }
+            if let Some(line) = lines.finish() {
+                outcome.take(parse_message(&line)?, log)?;
+            }
+            Ok(outcome)
+        };
+        drive(conn, work).await?.image_id(self).await
     }
 
     /// Tags `image` (an id or reference) as `repo:tag`.
@@ -487,11 +666,12 @@ impl Daemon {
     }
 }
 
-fn build_options(req: &BuildRequest) -> BuildImageOptions {
+/// The query of `POST /build` for `req`; `session` only for BuildKit. Secrets are not in it.
+fn build_options(req: &BuildRequest, session: Option<String>) -> BuildImageOptions {
     let pairs = |v: &[(String, String)]| -> Option<HashMap<String, String>> {
         (!v.is_empty()).then(|| v.iter().cloned().collect())
     };
-    let buildkit = req.builder == BuilderKind::BuildKit;
+    let buildkit = req.builder == Builder::BuildKit;
     BuildImageOptions {
         dockerfile: req.dockerfile.clone(),
         t: req.tags.first().cloned(),
@@ -509,21 +689,231 @@ fn build_options(req: &BuildRequest) -> BuildImageOptions {
         } else {
             BuilderVersion::BuilderV1
         },
-        session: buildkit.then(session_id),
+        session: session.filter(|_| buildkit),
         ..Default::default()
     }
 }
 
-/// A fresh id for a BuildKit session; the daemon only needs it unique.
-fn session_id() -> String {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let word = || {
-        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-        hasher.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
-        hasher.write_u32(std::process::id());
-        hasher.finish()
+/// What a build's messages said so far: the image id, or the short id of an older daemon.
+#[derive(Debug, Default)]
+struct Outcome {
+    image_id: Option<String>,
+    short_id: Option<String>,
+}
+
+impl Outcome {
+    /// Logs one message of the build's answer; an error in it is the build's error.
+    fn take(&mut self, info: BuildInfo, log: &mut BuildLog<'_>) -> Result<(), String> {
+        if let Some(detail) = &info.error_detail {
+            return Err(match &detail.message {
+                Some(message) => message.clone(),
+                None => format!("the daemon reported error code {:?}", detail.code),
+            });
+        }
+        if let Some(text) = &info.stream {
+            for line in log.classic.push(text) {
+                if let Some(id) = line.strip_prefix("Successfully built ") {
+                    self.short_id = Some(id.trim().to_string());
+                }
+                log.emit(&line);
+            }
+        }
+        if let Some(status) = status_line(&info) {
+            log.emit(&status);
+        }
+        match info.aux {
+            Some(BuildInfoAux::BuildKit(status)) => {
+                for line in log.buildkit.render(&status) {
+                    log.emit(&line);
+                }
+            }
+            Some(BuildInfoAux::Default(image)) => {
+                if let Some(id) = image.id {
+                    self.image_id = Some(id);
+                }
+            }
+            None => {}
+        }
+        Ok(())
+    }
+
+    /// The full image id; older daemons print only `Successfully built <short id>`, which is
+    /// resolved through `daemon`.
+    async fn image_id(self, daemon: &Daemon) -> Result<String, String> {
+        if let Some(id) = self.image_id {
+            return Ok(id);
+        }
+        let resolved = match self.short_id {
+            Some(short) => daemon.inspect(&short).await.ok().flatten(),
+            None => None,
+        };
+        resolved
+            .map(|info| info.id)
+            .ok_or_else(|| "the daemon ended the build without reporting an image id".to_string())
+    }
+}
+
+/// One JSON message of a build's answer.
+fn parse_message(line: &[u8]) -> Result<BuildInfo, String> {
+    serde_json::from_slice(line).map_err(|e| {
+        let text = String::from_utf8_lossy(&line[..line.len().min(200)]);
+        format!("cannot read the daemon's build output ({e}): {text}")
+    })
+}
+
+/// Splits a byte stream into its non-blank lines (JSON messages, one per line).
+#[derive(Debug, Default)]
+struct JsonLines {
+    partial: Vec<u8>,
+}
+
+impl JsonLines {
+    fn push(&mut self, data: &[u8]) -> Vec<Vec<u8>> {
+        self.partial.extend_from_slice(data);
+        let Some(end) = self.partial.iter().rposition(|&b| b == b'\n') else {
+            return Vec::new();
+        };
+        let rest = self.partial.split_off(end + 1);
+        let complete = std::mem::replace(&mut self.partial, rest);
+        complete
+            .split(|&b| b == b'\n')
+            .map(<[u8]>::trim_ascii)
+            .filter(|line| !line.is_empty())
+            .map(<[u8]>::to_vec)
+            .collect()
+    }
+
+    fn finish(&mut self) -> Option<Vec<u8>> {
+        let rest = std::mem::take(&mut self.partial);
+        let rest = rest.trim_ascii();
+        (!rest.is_empty()).then(|| rest.to_vec())
+    }
+}
+
+/// The message of an error answer (`{"message":"..."}`, or its text), read up to 64 kB.
+async fn error_answer(response: http::Response<Incoming>) -> String {
+    let status = response.status();
+    let body = Limited::new(response.into_body(), 64 * 1024)
+        .collect()
+        .await;
+    let text = match body {
+        Ok(body) => {
+            let bytes = body.to_bytes();
+            match serde_json::from_slice::<serde_json::Value>(&bytes) {
+                Ok(json) if json["message"].is_string() => {
+                    json["message"].as_str().unwrap_or_default().to_string()
+                }
+                _ => String::from_utf8_lossy(&bytes).trim().to_string(),
+            }
+        }
+        Err(e) => format!("(unreadable answer: {e})"),
     };
-    format!("ecrship-{:016x}{:016x}", word(), word())
+    if text.is_empty() {
+        format!("the daemon answered {status}")
+    } else {
+        format!("{text} (HTTP {})", status.as_u16())
+    }
+}
+
+/// Runs `work` while driving `conn`, the HTTP connection `work` talks over. When the connection
+/// ends first (closed, or handed over by an upgrade), `work` still runs to its end, with what
+/// was received or the connection's error.
+async fn drive<C, W, T>(conn: C, work: W) -> T
+where
+    C: Future<Output = Result<(), hyper::Error>>,
+    W: Future<Output = T>,
+{
+    let mut work = pin!(work);
+    tokio::select! {
+        done = &mut work => done,
+        ended = conn => {
+            if let Err(e) = ended {
+                tracing::debug!("connection to the Docker daemon ended: {}", error_chain(&e));
+            }
+            work.await
+        }
+    }
+}
+
+/// Where the daemon listens, for the requests made without bollard.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Endpoint {
+    Unix(PathBuf),
+    /// `host:port`
+    Tcp(String),
+}
+
+/// A connection to the daemon, whatever its transport.
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+impl Endpoint {
+    /// `DOCKER_HOST` as `unix://PATH`, `tcp://HOST:PORT` or `http://HOST:PORT` (port 2375 when
+    /// none is given); `None` for what only bollard reaches: TLS (`https://`, or `tcp://` with
+    /// `DOCKER_TLS_VERIFY`), ssh, named pipes.
+    fn parse(address: &str, tls_verify: bool) -> Option<Endpoint> {
+        if let Some(path) = address.strip_prefix("unix://") {
+            return (!path.is_empty()).then(|| Endpoint::Unix(PathBuf::from(path)));
+        }
+        let rest = address
+            .strip_prefix("tcp://")
+            .or_else(|| address.strip_prefix("http://"))
+            .filter(|_| !tls_verify)?;
+        let authority = rest.split('/').next().unwrap_or_default();
+        if authority.is_empty() {
+            return None;
+        }
+        let has_port = match authority.rsplit_once(':') {
+            Some((host, port)) => {
+                !port.is_empty() && (!host.starts_with('[') || host.ends_with(']'))
+            }
+            None => false,
+        };
+        Some(Endpoint::Tcp(if has_port {
+            authority.to_string()
+        } else {
+            format!("{authority}:2375")
+        }))
+    }
+
+    /// The `Host` header: any name will do on a socket; the address over TCP.
+    fn host(&self) -> &str {
+        match self {
+            Endpoint::Unix(_) => "docker",
+            Endpoint::Tcp(authority) => authority,
+        }
+    }
+
+    async fn connect(&self) -> Result<TokioIo<Box<dyn Io>>, String> {
+        let connect = async {
+            let io: Box<dyn Io> = match self {
+                Endpoint::Unix(path) => Box::new(tokio::net::UnixStream::connect(path).await?),
+                Endpoint::Tcp(authority) => {
+                    let stream = tokio::net::TcpStream::connect(authority.as_str()).await?;
+                    stream.set_nodelay(true)?;
+                    Box::new(stream)
+                }
+            };
+            Ok::<_, std::io::Error>(io)
+        };
+        let shown = || match self {
+            Endpoint::Unix(path) => path.display().to_string(),
+            Endpoint::Tcp(authority) => authority.clone(),
+        };
+        match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
+            Ok(Ok(io)) => Ok(TokioIo::new(io)),
+            Ok(Err(e)) => Err(format!(
+                "cannot connect to the Docker daemon at {}: {e}",
+                shown()
+            )),
+            Err(_) => Err(format!(
+                "cannot connect to the Docker daemon at {}: no answer within {}s",
+                shown(),
+                CONNECT_TIMEOUT.as_secs()
+            )),
+        }
+    }
 }
 
 /// The status line of a classic build message worth showing (pulls of base images), skipping
@@ -1204,18 +1594,116 @@ mod tests {
             pull: true,
             ..Default::default()
         };
-        let o = build_options(&req);
+        let o = build_options(&req, Some("ecrship-1".into()));
         assert_eq!(o.t.as_deref(), Some("app:v1"));
-        assert_eq!(o.buildargs.unwrap()["A"], "2");
+        assert_eq!(o.buildargs.as_ref().unwrap()["A"], "2");
         assert_eq!(o.target, "prod");
         assert_eq!(o.pull.as_deref(), Some("1"));
         assert_eq!(o.version, BuilderVersion::BuilderBuildKit);
-        assert!(o.session.unwrap().starts_with("ecrship-"));
-        let classic = build_options(&BuildRequest {
-            builder: BuilderKind::Classic,
-            ..req
-        });
+        assert_eq!(o.session.as_deref(), Some("ecrship-1"));
+        let query = serde_urlencoded::to_string(&o).unwrap();
+        for part in [
+            "dockerfile=docker%2FDockerfile",
+            "t=app%3Av1",
+            "buildargs=%7B%22A%22%3A%222%22%7D",
+            "version=2",
+            "session=ecrship-1",
+            "target=prod",
+        ] {
+            assert!(query.split('&').any(|p| p == part), "{part} in {query}");
+        }
+        let classic = build_options(
+            &BuildRequest {
+                builder: Builder::Classic,
+                ..req
+            },
+            Some("ecrship-2".into()),
+        );
         assert_eq!(classic.version, BuilderVersion::BuilderV1);
         assert_eq!(classic.session, None);
+    }
+
+    #[test]
+    fn secrets_stay_out_of_the_build_query() {
+        let req = BuildRequest {
+            tags: vec!["app:v1".into()],
+            secrets: vec![("skb".into(), Secret::new("query-secret-value".into()))],
+            ..Default::default()
+        };
+        let query = serde_urlencoded::to_string(build_options(&req, Some("s".into()))).unwrap();
+        assert!(
+            !query.contains("query-secret-value") && !query.contains("skb"),
+            "{query}"
+        );
+        assert!(!format!("{req:?}").contains("query-secret-value"));
+    }
+
+    #[test]
+    fn classic_builds_refuse_secrets() {
+        let err = DockerError::SecretsNeedBuildKit {
+            ids: vec!["skb".into()],
+        };
+        assert_eq!(
+            err.to_string(),
+            "secret `skb` needs BuildKit: the classic builder cannot mount secrets\n  hint: build with BuildKit (--builder buildkit), or remove [image.secrets]"
+        );
+        let err = DockerError::SecretsNeedBuildKit {
+            ids: vec!["a".into(), "b".into()],
+        };
+        assert!(
+            err.to_string()
+                .starts_with("secrets `a`, `b` need BuildKit:"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn endpoints_follow_docker_host() {
+        let unix = |p: &str| Some(Endpoint::Unix(p.into()));
+        let tcp = |a: &str| Some(Endpoint::Tcp(a.into()));
+        let cases = [
+            (
+                "unix:///var/run/docker.sock",
+                false,
+                unix("/var/run/docker.sock"),
+            ),
+            (
+                "unix:///run/user/1000/docker.sock",
+                true,
+                unix("/run/user/1000/docker.sock"),
+            ),
+            ("tcp://127.0.0.1:2375", false, tcp("127.0.0.1:2375")),
+            ("tcp://docker:2375/", false, tcp("docker:2375")),
+            ("http://docker", false, tcp("docker:2375")),
+            ("tcp://[::1]:2376", false, tcp("[::1]:2376")),
+            ("tcp://[::1]", false, tcp("[::1]:2375")),
+            ("tcp://127.0.0.1:2376", true, None),
+            ("https://docker:2376", false, None),
+            ("ssh://me@host", false, None),
+            ("npipe:////./pipe/docker_engine", false, None),
+            ("unix://", false, None),
+            ("tcp://", false, None),
+        ];
+        for (address, tls, want) in cases {
+            assert_eq!(Endpoint::parse(address, tls), want, "{address} tls={tls}");
+        }
+        assert_eq!(Endpoint::Tcp("h:1".into()).host(), "h:1");
+        assert_eq!(Endpoint::Unix("/s".into()).host(), "docker");
+    }
+
+    #[test]
+    fn json_messages_are_split_into_lines() {
+        let mut lines = JsonLines::default();
+        assert!(lines.push(b"{\"stream\":").is_empty());
+        assert_eq!(
+            lines.push(b"\"a\"}\r\n\r\n{\"aux\":1}\n{\"id\""),
+            vec![b"{\"stream\":\"a\"}".to_vec(), b"{\"aux\":1}".to_vec()]
+        );
+        assert_eq!(lines.push(b":2}").len(), 0);
+        assert_eq!(lines.finish(), Some(b"{\"id\":2}".to_vec()));
+        assert_eq!(lines.finish(), None);
+        let info = parse_message(br#"{"errorDetail":{"message":"boom"},"error":"boom"}"#).unwrap();
+        assert_eq!(info.error_detail.unwrap().message.as_deref(), Some("boom"));
+        assert!(parse_message(b"not json").unwrap_err().contains("not json"));
     }
 }

@@ -11,7 +11,7 @@ use serde::Serialize;
 use crate::artifacts;
 use crate::config::Source;
 use crate::context::{self, Builder, ContextSpec};
-use crate::docker::{BuildRequest, BuilderKind, Credentials, Daemon};
+use crate::docker::{BuildRequest, Credentials, Daemon};
 use crate::error::Error;
 use crate::plan::{Plan, PlannedImage};
 use crate::secret::Secret;
@@ -51,13 +51,8 @@ pub async fn build(
     // Everything that can be wrong with the input is found before the first build starts.
     let mut jobs = Vec::with_capacity(plan.images.len());
     for image in &plan.images {
-        let build_args = resolve_build_args(root, image, options, env)?;
-        if !image.secrets.is_empty() {
-            return Err(image_error(
-                image,
-                Error::Usage("[image.secrets] (BuildKit secret mounts) is not supported by this version of ecrship; remove it or pass the value as a build arg".into()),
-            ));
-        }
+        let build_args = build_args(root, image, options, env)?;
+        let secrets = secrets(root, image, options, env)?;
         let spec = ContextSpec {
             context: root.join(&image.context),
             dockerfile: root.join(&image.dockerfile),
@@ -71,14 +66,11 @@ pub async fn build(
             labels: labels(image, &plan.tag.value, env),
             target: image.target.clone(),
             platform: image.platform.clone(),
-            builder: match options.builder {
-                Builder::BuildKit => BuilderKind::BuildKit,
-                Builder::Classic => BuilderKind::Classic,
-            },
+            builder: options.builder,
             no_cache: options.no_cache,
             pull: options.pull,
             cache_from: Vec::new(),
-            secrets: Vec::new(),
+            secrets,
         };
         jobs.push((image, prepared, request));
     }
@@ -86,14 +78,24 @@ pub async fn build(
     let mut built: Vec<(usize, Built)> = stream::iter(jobs.into_iter().enumerate())
         .map(|(index, (image, prepared, request))| async move {
             let started = Instant::now();
-            tracing::info!("[{}] building {} from {}", image.name, image.local_name(), image.dockerfile);
+            tracing::info!(
+                "[{}] building {} from {}",
+                image.name,
+                image.local_name(),
+                image.dockerfile
+            );
             let (body, walk) = prepared.stream();
             let mut on_line = |line: &str| tracing::info!("[{}] {line}", image.name);
             let result = daemon.build(&request, body, &mut on_line).await;
             // A context that could not be read aborts the upload; its error is the real cause.
             match walk.await {
                 Ok(Err(e)) => return Err(image_error(image, e.into())),
-                Err(e) => return Err(image_error(image, Error::Failed(format!("the context walker stopped: {e}")))),
+                Err(e) => {
+                    return Err(image_error(
+                        image,
+                        Error::Failed(format!("the context walker stopped: {e}")),
+                    ));
+                }
                 Ok(Ok(_)) => {}
             }
             let image_id = result.map_err(|e| image_error(image, Error::Docker(e)))?;
@@ -108,7 +110,13 @@ pub async fn build(
                 size,
                 build_seconds: started.elapsed().as_secs_f64(),
             };
-            tracing::info!("[{}] built {} ({}) in {:.1}s", image.name, done.image, short_id(&done.image_id), done.build_seconds);
+            tracing::info!(
+                "[{}] built {} ({}) in {:.1}s",
+                image.name,
+                done.image,
+                short_id(&done.image_id),
+                done.build_seconds
+            );
             Ok::<_, Error>((index, done))
         })
         .buffer_unordered(options.jobs.max(1))
@@ -118,62 +126,127 @@ pub async fn build(
     Ok(built.into_iter().map(|(_, b)| b).collect())
 }
 
-/// The build args of one image, from their sources. An unset required variable is bad input.
-fn resolve_build_args(
+/// The values of one image's build args or secrets (`kind`), from their sources. An unset
+/// required variable or an unreadable file is bad input; an optional variable that is unset and,
+/// in a dry-run, an SSM parameter are left out.
+fn resolve_sources(
     root: &Path,
     image: &PlannedImage,
+    kind: &str,
+    sources: &BTreeMap<String, Source>,
     options: &BuildOptions,
     env: &(dyn Fn(&str) -> Option<String> + Sync),
 ) -> Result<Vec<(String, String)>, Error> {
-    let mut args = Vec::with_capacity(image.build_args.len());
-    for (name, source) in &image.build_args {
+    let bad = |message: String| image_error(image, Error::Usage(message));
+    let mut values = Vec::with_capacity(sources.len());
+    for (name, source) in sources {
         let value = match source {
             Source::Literal { value } => Some(value.clone()),
-            Source::Env { name: var, optional } => match env(var) {
+            Source::Env {
+                name: var,
+                optional,
+            } => match env(var) {
                 Some(value) => Some(value),
                 None if *optional => None,
                 None => {
-                    return Err(image_error(
-                        image,
-                        Error::Usage(format!("build arg `{name}`: environment variable `{var}` is not set")),
-                    ));
+                    return Err(bad(format!(
+                        "{kind} `{name}`: environment variable `{var}` is not set"
+                    )));
                 }
             },
-            Source::File { path } => Some(std::fs::read_to_string(root.join(path)).map_err(|e| {
-                image_error(image, Error::Usage(format!("build arg `{name}`: cannot read file `{path}`: {e}")))
-            })?),
+            Source::File { path } => Some(
+                std::fs::read_to_string(root.join(path))
+                    .map_err(|e| bad(format!("{kind} `{name}`: cannot read file `{path}`: {e}")))?,
+            ),
             Source::Ssm { name: parameter } => match options.ssm.get(parameter) {
                 Some(secret) => Some(secret.expose().to_owned()),
                 None if options.aws => {
-                    return Err(image_error(image, Error::Failed(format!("build arg `{name}`: SSM parameter `{parameter}` was not fetched"))));
+                    let message =
+                        format!("{kind} `{name}`: SSM parameter `{parameter}` was not fetched");
+                    return Err(image_error(image, Error::Failed(message)));
                 }
                 None => {
-                    tracing::warn!("[{}] dry-run: build arg `{name}` (ssm {parameter}) is left unset", image.name);
+                    tracing::warn!(
+                        "[{}] dry-run: {kind} `{name}` (ssm {parameter}) is left unset",
+                        image.name
+                    );
                     None
                 }
             },
         };
         if let Some(value) = value {
-            let from_ssm = matches!(source, Source::Ssm { .. });
-            if from_ssm || crate::secret::looks_secret(name) {
-                crate::secret::register(&value);
-                tracing::warn!(
-                    "[{}] build arg `{name}` {} is stored in the image history, readable by anyone who can pull the image",
-                    image.name,
-                    if from_ssm { "comes from SSM and" } else { "looks secret and" }
-                );
-            }
-            args.push((name.clone(), value));
+            values.push((name.clone(), value));
+        }
+    }
+    Ok(values)
+}
+
+/// Build args, with one warning for each that is secret (from SSM, or by its name): build args
+/// are stored in the image history.
+fn build_args(
+    root: &Path,
+    image: &PlannedImage,
+    options: &BuildOptions,
+    env: &(dyn Fn(&str) -> Option<String> + Sync),
+) -> Result<Vec<(String, String)>, Error> {
+    let args = resolve_sources(root, image, "build arg", &image.build_args, options, env)?;
+    for (name, value) in &args {
+        let from_ssm = matches!(image.build_args.get(name), Some(Source::Ssm { .. }));
+        if from_ssm || crate::secret::looks_secret(name) {
+            crate::secret::register(value);
+            tracing::warn!(
+                "[{}] build arg `{name}` {} is stored in the image history, readable by anyone who can pull the image; pass it in [image.secrets] as a BuildKit secret mount instead",
+                image.name,
+                if from_ssm {
+                    "comes from SSM and"
+                } else {
+                    "looks secret and"
+                }
+            );
         }
     }
     Ok(args)
 }
 
+/// Secrets for `RUN --mount=type=secret,id=NAME`: BuildKit only, never build args.
+fn secrets(
+    root: &Path,
+    image: &PlannedImage,
+    options: &BuildOptions,
+    env: &(dyn Fn(&str) -> Option<String> + Sync),
+) -> Result<Vec<(String, Secret)>, Error> {
+    if !image.secrets.is_empty() && options.builder == Builder::Classic {
+        let ids: Vec<&str> = image.secrets.keys().map(String::as_str).collect();
+        return Err(image_error(
+            image,
+            Error::Usage(format!(
+                "secrets {} need BuildKit (RUN --mount=type=secret); the classic builder cannot mount them: use builder = \"buildkit\"",
+                ids.join(", ")
+            )),
+        ));
+    }
+    let values = resolve_sources(root, image, "secret", &image.secrets, options, env)?;
+    Ok(values
+        .into_iter()
+        .map(|(id, value)| (id, Secret::new(value)))
+        .collect())
+}
+
 /// OCI labels on every image, then the config's own (which may override them).
-fn labels(image: &PlannedImage, tag: &str, env: &(dyn Fn(&str) -> Option<String> + Sync)) -> Vec<(String, String)> {
+fn labels(
+    image: &PlannedImage,
+    tag: &str,
+    env: &(dyn Fn(&str) -> Option<String> + Sync),
+) -> Vec<(String, String)> {
     let mut labels = BTreeMap::new();
-    labels.insert("org.opencontainers.image.revision".to_owned(), tag.to_owned());
-    labels.insert("org.opencontainers.image.created".to_owned(), rfc3339(SystemTime::now()));
+    labels.insert(
+        "org.opencontainers.image.revision".to_owned(),
+        tag.to_owned(),
+    );
+    labels.insert(
+        "org.opencontainers.image.created".to_owned(),
+        rfc3339(SystemTime::now()),
+    );
     if let Some(arn) = env("CODEBUILD_BUILD_ARN").filter(|a| !a.is_empty()) {
         labels.insert("com.amazonaws.codebuild.build-arn".to_owned(), arn);
     }
@@ -182,7 +255,10 @@ fn labels(image: &PlannedImage, tag: &str, env: &(dyn Fn(&str) -> Option<String>
 }
 
 fn image_error(image: &PlannedImage, source: Error) -> Error {
-    Error::Image { image: image.name.clone(), source: Box::new(source) }
+    Error::Image {
+        image: image.name.clone(),
+        source: Box::new(source),
+    }
 }
 
 fn short_id(id: &str) -> &str {
@@ -235,12 +311,17 @@ pub async fn push(
             let mut digest = None;
             for uri in std::iter::once(&image.uri).chain(&image.extra_uris) {
                 let (repo, tag) = uri.rsplit_once(':').unwrap_or((uri.as_str(), "latest"));
-                daemon.tag(&id, repo, tag).await.map_err(|e| image_error(image, e.into()))?;
+                daemon
+                    .tag(&id, repo, tag)
+                    .await
+                    .map_err(|e| image_error(image, e.into()))?;
                 tracing::info!("[{}] pushing {uri}", image.name);
                 let got = match daemon.push(repo, tag, credentials, &mut on_line).await {
                     Ok(got) => got,
                     Err(e) if is_immutable_tag(&e.to_string()) => {
-                        already_there(options.ecr, &plan.registry.host, image, tag, &id).await.map_err(|e| image_error(image, e))?
+                        already_there(options.ecr, &plan.registry.host, image, tag, &id)
+                            .await
+                            .map_err(|e| image_error(image, e))?
                     }
                     Err(e) => return Err(image_error(image, e.into())),
                 };
@@ -251,7 +332,13 @@ pub async fn push(
                 digest: digest.unwrap_or_default(),
                 push_seconds: started.elapsed().as_secs_f64(),
             };
-            tracing::info!("[{}] pushed {} ({}) in {:.1}s", image.name, image.uri, done.digest, done.push_seconds);
+            tracing::info!(
+                "[{}] pushed {} ({}) in {:.1}s",
+                image.name,
+                image.uri,
+                done.digest,
+                done.push_seconds
+            );
             Ok::<_, Error>((index, done))
         })
         .buffer_unordered(options.jobs.max(1))
@@ -287,7 +374,12 @@ async fn already_there(
     };
     match crate::aws::ecr::tagged_image(ecr, registry_host, &image.repository, tag).await? {
         Some(found) if found.config_digest.as_deref() == Some(local_id) => {
-            tracing::info!("[{}] {}:{tag} already holds this image ({})", image.name, image.repository, found.digest);
+            tracing::info!(
+                "[{}] {}:{tag} already holds this image ({})",
+                image.name,
+                image.repository,
+                found.digest
+            );
             Ok(found.digest)
         }
         Some(found) => Err(other(Some(&found.digest))),
@@ -297,13 +389,21 @@ async fn already_there(
 
 /// `<registry>/<repository>@sha256:...`: the image by digest, for `--pin-digest`.
 pub fn pinned_uri(image: &PlannedImage, digest: &str) -> String {
-    let base = image.uri.rsplit_once(':').map_or(image.uri.as_str(), |(b, _)| b);
+    let base = image
+        .uri
+        .rsplit_once(':')
+        .map_or(image.uri.as_str(), |(b, _)| b);
     format!("{base}@{digest}")
 }
 
 /// Writes `imagedefinitions.json` (and `imageDetail.json` when configured) under `root`.
 pub fn write_artifacts(root: &Path, plan: &Plan, uris: &[String]) -> Result<Vec<String>, Error> {
-    let text = artifacts::image_definitions(plan.images.iter().zip(uris).map(|(i, u)| (i.name.as_str(), u.as_str())));
+    let text = artifacts::image_definitions(
+        plan.images
+            .iter()
+            .zip(uris)
+            .map(|(i, u)| (i.name.as_str(), u.as_str())),
+    );
     // image_detail names an image of the config; it may not be among those selected.
     let detail = plan
         .image_detail
@@ -368,7 +468,11 @@ impl Summary {
                 push_seconds: None,
             })
             .collect();
-        Summary { tag: plan.tag.value.clone(), images, artifacts: Vec::new() }
+        Summary {
+            tag: plan.tag.value.clone(),
+            images,
+            artifacts: Vec::new(),
+        }
     }
 
     /// Adds what the builds reported (same order as the plan).
@@ -413,7 +517,14 @@ impl fmt::Display for Summary {
         for image in &self.images {
             let mut row = vec![image.name.clone(), self.tag.clone()];
             if built {
-                row.push(image.image_id.as_deref().map(short_id).unwrap_or_default().to_owned());
+                row.push(
+                    image
+                        .image_id
+                        .as_deref()
+                        .map(short_id)
+                        .unwrap_or_default()
+                        .to_owned(),
+                );
                 row.push(image.size.map(human_size).unwrap_or_default());
                 row.push(seconds(image.build_seconds));
             }
@@ -423,9 +534,15 @@ impl fmt::Display for Summary {
             }
             rows.push(row);
         }
-        let widths: Vec<usize> = (0..rows[0].len()).map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0)).collect();
+        let widths: Vec<usize> = (0..rows[0].len())
+            .map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0))
+            .collect();
         for row in &rows {
-            let line: Vec<String> = row.iter().zip(&widths).map(|(cell, w)| format!("{cell:<w$}")).collect();
+            let line: Vec<String> = row
+                .iter()
+                .zip(&widths)
+                .map(|(cell, w)| format!("{cell:<w$}"))
+                .collect();
             writeln!(f, "{}", line.join("  ").trim_end())?;
         }
         for path in &self.artifacts {
@@ -443,12 +560,19 @@ fn human_size(bytes: u64) -> String {
         value /= 1000.0;
         unit += 1;
     }
-    if unit == 0 { format!("{bytes}B") } else { format!("{value:.1}{}", UNITS[unit]) }
+    if unit == 0 {
+        format!("{bytes}B")
+    } else {
+        format!("{value:.1}{}", UNITS[unit])
+    }
 }
 
 /// RFC 3339 UTC time, as the OCI `created` annotation wants it.
 pub fn rfc3339(time: SystemTime) -> String {
-    let secs = time.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let secs = time
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     let (days, rem) = (secs / 86_400, secs % 86_400);
     let (h, m, s) = (rem / 3600, rem % 3600 / 60, rem % 60);
     // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
@@ -481,7 +605,9 @@ mod tests {
     fn immutable_tag_errors_are_recognised() {
         let ecr = "push of r/app:v1 to r failed: tag invalid: The image tag 'v1' already exists in the 'app' repository and cannot be overwritten because the repository is immutable.";
         assert!(is_immutable_tag(ecr));
-        assert!(!is_immutable_tag("push of r/app:v1 to r failed: unauthorized: authentication required"));
+        assert!(!is_immutable_tag(
+            "push of r/app:v1 to r failed: unauthorized: authentication required"
+        ));
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! `build` then `push`, as the buildspec's two phases run, against the real daemon, Debian's
 //! docker-registry (htpasswd user AWS) and moto's ECR.
 
-use crate::harness::{Registry, Test, docker_api, registry_digest, registry_tags, stack, unique_name};
+use crate::harness::{
+    Registry, Test, docker_api, registry_digest, registry_tags, stack, unique_name,
+};
 
 /// Three images in repositories unique to the test (the registry is shared by all tests).
 fn project(prefix: &str) -> (Test, String, String) {
@@ -14,10 +16,15 @@ fn project(prefix: &str) -> (Test, String, String) {
             "[[image]]\nname = \"{name}\"\nrepository = \"{ns}/{name}\"\ncontext = \"{name}\"\n\n"
         ));
     }
-    let mut test = Test::new().file(".git-commit-hash", format!("{tag}\n")).file("ecrship.toml", config);
+    let mut test = Test::new()
+        .file(".git-commit-hash", format!("{tag}\n"))
+        .file("ecrship.toml", config);
     for name in ["app", "web", "log"] {
         test = test
-            .file(format!("{name}/Dockerfile"), format!("FROM {base}\nCOPY hello /hello\n"))
+            .file(
+                format!("{name}/Dockerfile"),
+                format!("FROM {base}\nCOPY hello /hello\n"),
+            )
             .file(format!("{name}/hello"), format!("{name} {tag}\n"));
     }
     (test, ns, tag)
@@ -27,7 +34,10 @@ fn cleanup(ns: &str, tag: &str, registry: &str) {
     for name in ["app", "web", "log"] {
         for t in [tag, "latest"] {
             let _ = docker_api("DELETE", &format!("/images/{ns}/{name}:{t}?force=1"));
-            let _ = docker_api("DELETE", &format!("/images/{registry}/{ns}/{name}:{t}?force=1"));
+            let _ = docker_api(
+                "DELETE",
+                &format!("/images/{registry}/{ns}/{name}:{t}?force=1"),
+            );
         }
     }
 }
@@ -38,8 +48,14 @@ fn build_then_push_fills_the_registry_and_writes_the_artifact() {
     let (test, ns, tag) = project("push");
     let test = test.moto_env().env("ECRSHIP_REGISTRY", &s.registry);
     test.run_with(["build"]).assert_success();
-    let out = test.run_with(["push", "--output", "json"]);
+    let out = test.run_with(["-vv", "push", "--output", "json"]);
     out.assert_success();
+    // The credentials came from moto's GetAuthorizationToken (the registry accepts no other
+    // password), and the password is printed nowhere, even at -vv.
+    assert!(
+        !out.stdout.contains(&s.registry_password) && !out.stderr.contains(&s.registry_password),
+        "{out}"
+    );
 
     let mut want = String::from("[\n");
     for (i, name) in ["app", "web", "log"].iter().enumerate() {
@@ -59,15 +75,24 @@ fn build_then_push_fills_the_registry_and_writes_the_artifact() {
 
     // The summary reports the digest the registry holds.
     let summary = out.json();
-    let digest = summary["images"][0]["digest"].as_str().expect("a digest").to_owned();
-    let stored = registry_digest(&s.registry, &s.registry_password, &format!("{ns}/app"), &tag);
+    let digest = summary["images"][0]["digest"]
+        .as_str()
+        .expect("a digest")
+        .to_owned();
+    let stored = registry_digest(
+        &s.registry,
+        &s.registry_password,
+        &format!("{ns}/app"),
+        &tag,
+    );
     assert_eq!(Some(digest.clone()), stored);
 
     // Pushing the same tag again succeeds, with the same digest.
     let again = test.run_with(["push", "--pin-digest"]);
     again.assert_success();
     assert!(
-        test.read("imagedefinitions.json").contains(&format!("{}/{ns}/app@{digest}", s.registry)),
+        test.read("imagedefinitions.json")
+            .contains(&format!("{}/{ns}/app@{digest}", s.registry)),
         "--pin-digest writes repo@digest"
     );
     cleanup(&ns, &tag, &s.registry);
@@ -103,8 +128,14 @@ fn a_registry_that_refuses_the_password_is_not_retried() {
     let out = test.run_with(["push", "app"]);
     out.assert_code(1);
     assert!(out.stderr.contains("unauthorized"), "{out}");
-    assert!(out.stderr.contains(refusing.addr()), "names the registry: {out}");
-    assert!(!out.stderr.contains("retrying"), "auth failures are not retried: {out}");
+    assert!(
+        out.stderr.contains(refusing.addr()),
+        "names the registry: {out}"
+    );
+    assert!(
+        !out.stderr.contains("retrying"),
+        "auth failures are not retried: {out}"
+    );
     assert_eq!(test.read("imagedefinitions.json"), "previous\n");
     cleanup(&ns, &tag, refusing.addr());
     let _ = s;
@@ -121,7 +152,10 @@ fn a_registry_that_is_down_fails_after_bounded_retries() {
     let out = test.run_with(["push", "web"]);
     out.assert_code(1);
     assert!(out.stderr.contains(&addr), "names the registry: {out}");
-    assert!(out.stderr.contains("retrying"), "transient failures are retried: {out}");
+    assert!(
+        out.stderr.contains("retrying"),
+        "transient failures are retried: {out}"
+    );
     assert!(!test.path("imagedefinitions.json").exists());
     cleanup(&ns, &tag, &addr);
 }
@@ -141,9 +175,16 @@ fn push_without_region_or_build_exits_1() {
     assert!(out.stderr.contains("AWS_REGION"), "{out}");
 
     let (test, _, tag) = project("unbuilt");
-    let out = test.moto_env().env("ECRSHIP_REGISTRY", &s.registry).run_with(["push"]);
+    let out = test
+        .moto_env()
+        .env("ECRSHIP_REGISTRY", &s.registry)
+        .run_with(["push"]);
     out.assert_code(1);
-    assert!(out.stderr.contains("is not built here; run `ecrship build` first"), "{out}");
+    assert!(
+        out.stderr
+            .contains("is not built here; run `ecrship build` first"),
+        "{out}"
+    );
     assert!(out.stderr.contains(&tag), "{out}");
 }
 
@@ -154,7 +195,14 @@ fn release_builds_and_pushes_in_one_process() {
     let test = test.moto_env().env("ECRSHIP_REGISTRY", &s.registry);
     let out = test.run_with(["release", "web"]);
     out.assert_success();
-    assert_eq!(registry_tags(&s.registry, &s.registry_password, &format!("{ns}/web")).len(), 2, "{out}");
-    assert!(test.read("imagedefinitions.json").contains(&format!("{ns}/web:{tag}")));
+    assert_eq!(
+        registry_tags(&s.registry, &s.registry_password, &format!("{ns}/web")).len(),
+        2,
+        "{out}"
+    );
+    assert!(
+        test.read("imagedefinitions.json")
+            .contains(&format!("{ns}/web:{tag}"))
+    );
     cleanup(&ns, &tag, &s.registry);
 }
