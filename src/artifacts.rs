@@ -49,7 +49,10 @@ pub struct WriteError {
 /// Writes `content` to `path` through a temporary file in the same folder and a rename, so that a
 /// reader (or a failed run) sees either the old file whole or the new one whole.
 pub fn write_atomic(path: &Path, content: &str) -> Result<(), WriteError> {
-    let fail = |cause| WriteError { path: path.to_path_buf(), cause };
+    let fail = |cause| WriteError {
+        path: path.to_path_buf(),
+        cause,
+    };
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -85,7 +88,10 @@ mod tests {
     #[test]
     fn image_definitions_bytes() {
         let text = image_definitions([
-            ("app", "123456789012.dkr.ecr.ap-northeast-1.amazonaws.com/app:abc12345"),
+            (
+                "app",
+                "123456789012.dkr.ecr.ap-northeast-1.amazonaws.com/app:abc12345",
+            ),
             ("web", "r/web:t"),
         ]);
         let want = "[\n  {\n    \"name\": \"app\",\n    \"imageUri\": \"123456789012.dkr.ecr.ap-northeast-1.amazonaws.com/app:abc12345\"\n  },\n  {\n    \"name\": \"web\",\n    \"imageUri\": \"r/web:t\"\n  }\n]\n";
@@ -94,7 +100,10 @@ mod tests {
 
     #[test]
     fn image_detail_bytes() {
-        assert_eq!(image_detail("r/app@sha256:00"), "{\n  \"ImageURI\": \"r/app@sha256:00\"\n}\n");
+        assert_eq!(
+            image_detail("r/app@sha256:00"),
+            "{\n  \"ImageURI\": \"r/app@sha256:00\"\n}\n"
+        );
     }
 
     #[test]
@@ -108,7 +117,14 @@ mod tests {
         let missing = dir.path().join("no-such-folder/imagedefinitions.json");
         let err = write_atomic(&missing, "x").unwrap_err();
         assert!(err.to_string().contains("no-such-folder"), "{err}");
-        let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
-        assert_eq!(leftovers, ["imagedefinitions.json"], "no temporary file left behind");
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(
+            leftovers,
+            ["imagedefinitions.json"],
+            "no temporary file left behind"
+        );
     }
 }

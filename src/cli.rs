@@ -24,11 +24,24 @@ pub struct Cli {
 #[derive(Debug, Clone, Args)]
 pub struct Global {
     /// Project root: where the tag file, the config and the build contexts are looked up
-    #[arg(short = 'C', long = "directory", value_name = "DIR", env = "ECRSHIP_DIRECTORY", global = true, default_value = ".")]
+    #[arg(
+        short = 'C',
+        long = "directory",
+        value_name = "DIR",
+        env = "ECRSHIP_DIRECTORY",
+        global = true,
+        default_value = "."
+    )]
     pub directory: PathBuf,
 
     /// Config file [default: DIR/ecrship.toml when it exists, else the built-in seed layout]
-    #[arg(short = 'c', long, value_name = "FILE", env = "ECRSHIP_CONFIG", global = true)]
+    #[arg(
+        short = 'c',
+        long,
+        value_name = "FILE",
+        env = "ECRSHIP_CONFIG",
+        global = true
+    )]
     pub config: Option<PathBuf>,
 
     /// More logs (-v: info about each step, -vv: debug); ECRSHIP_VERBOSE=1|2
@@ -36,7 +49,13 @@ pub struct Global {
     pub verbose: u8,
 
     /// Only errors on stderr
-    #[arg(short, long, env = "ECRSHIP_QUIET", global = true, conflicts_with = "verbose")]
+    #[arg(
+        short,
+        long,
+        env = "ECRSHIP_QUIET",
+        global = true,
+        conflicts_with = "verbose"
+    )]
     pub quiet: bool,
 
     /// Format of the results on stdout

@@ -176,7 +176,9 @@ impl Config {
         };
         let raw: RawConfig = toml::from_str(text).map_err(|e| {
             let message = match e.span().and_then(|s| key_at(text, s.start)) {
-                Some(key) if !e.message().contains(key) => format!("`{key}`: {}", one_line(e.message())),
+                Some(key) if !e.message().contains(key) => {
+                    format!("`{key}`: {}", one_line(e.message()))
+                }
                 _ => one_line(e.message()),
             };
             at(e.span(), message)
@@ -187,9 +189,14 @@ impl Config {
         for spanned in raw.image {
             let span = spanned.span();
             let raw_image = spanned.into_inner();
-            let image = raw_image.validate().map_err(|(s, m)| at(Some(s.unwrap_or(span.clone())), m))?;
+            let image = raw_image
+                .validate()
+                .map_err(|(s, m)| at(Some(s.unwrap_or(span.clone())), m))?;
             if !names.insert(image.name.clone()) {
-                return Err(at(Some(span), format!("image name `{}` is used twice", image.name)));
+                return Err(at(
+                    Some(span),
+                    format!("image name `{}` is used twice", image.name),
+                ));
             }
             images.push(Image {
                 line: line_of(text, span.start),
@@ -197,7 +204,10 @@ impl Config {
             });
         }
         if images.is_empty() {
-            return Err(at(None, "no images: add at least one [[image]] with a `name`".into()));
+            return Err(at(
+                None,
+                "no images: add at least one [[image]] with a `name`".into(),
+            ));
         }
 
         let tag = raw.tag;
@@ -219,13 +229,21 @@ impl Config {
             j => j.map(Spanned::into_inner),
         };
         let artifacts = raw.artifacts;
-        let imagedefinitions = clean_relative(artifacts.imagedefinitions.get_ref())
-            .map_err(|m| at(Some(artifacts.imagedefinitions.span()), format!("imagedefinitions: {m}")))?;
+        let imagedefinitions =
+            clean_relative(artifacts.imagedefinitions.get_ref()).map_err(|m| {
+                at(
+                    Some(artifacts.imagedefinitions.span()),
+                    format!("imagedefinitions: {m}"),
+                )
+            })?;
         let image_detail = match artifacts.image_detail {
             Some(name) if !names.contains(name.get_ref()) => {
                 return Err(at(
                     Some(name.span()),
-                    format!("image_detail names `{}`, which is not an image of this config", name.get_ref()),
+                    format!(
+                        "image_detail names `{}`, which is not an image of this config",
+                        name.get_ref()
+                    ),
                 ));
             }
             name => name.map(Spanned::into_inner),
@@ -247,7 +265,9 @@ impl Config {
     pub fn check_paths(&self, root: &Path) -> Result<(), ConfigError> {
         for image in &self.images {
             let hint = match self.origin {
-                Origin::Embedded => " (with no ecrship.toml, ecrship expects dockerfiles/{app,web,log}; write an ecrship.toml to describe other images)",
+                Origin::Embedded => {
+                    " (with no ecrship.toml, ecrship expects dockerfiles/{app,web,log}; write an ecrship.toml to describe other images)"
+                }
                 Origin::File(_) => "",
             };
             let err = |message: String| ConfigError {
@@ -267,9 +287,15 @@ impl Config {
 
     /// The images named on the command line, in config order; all when `names` is empty.
     pub fn select(&self, names: &[String]) -> Result<Vec<&Image>, String> {
-        if let Some(unknown) = names.iter().find(|n| !self.images.iter().any(|i| &i.name == *n)) {
+        if let Some(unknown) = names
+            .iter()
+            .find(|n| !self.images.iter().any(|i| &i.name == *n))
+        {
             let known: Vec<&str> = self.images.iter().map(|i| i.name.as_str()).collect();
-            return Err(format!("no image named `{unknown}` (images: {})", known.join(", ")));
+            return Err(format!(
+                "no image named `{unknown}` (images: {})",
+                known.join(", ")
+            ));
         }
         Ok(self
             .images
@@ -334,7 +360,9 @@ impl RawImage {
         if !is_container_name(&name) {
             return Err((
                 Some(self.name.span()),
-                format!("image name `{name}` is not a valid ECS container name (1-255 letters, digits, `-` or `_`)"),
+                format!(
+                    "image name `{name}` is not a valid ECS container name (1-255 letters, digits, `-` or `_`)"
+                ),
             ));
         }
         let fail = |span: Span, message: String| (Some(span), format!("image `{name}`: {message}"));
@@ -342,33 +370,45 @@ impl RawImage {
         let repository = match &self.repository {
             Some(r) => {
                 if let Some(reason) = repository_violation(r.get_ref()) {
-                    return Err(fail(r.span(), format!("repository `{}` {reason}", r.get_ref())));
+                    return Err(fail(
+                        r.span(),
+                        format!("repository `{}` {reason}", r.get_ref()),
+                    ));
                 }
                 r.get_ref().clone()
             }
             None => match repository_violation(&name) {
                 None => name.clone(),
                 Some(reason) => {
-                    let msg = format!("the repository defaults to the name `{name}`, which {reason}; set `repository`");
+                    let msg = format!(
+                        "the repository defaults to the name `{name}`, which {reason}; set `repository`"
+                    );
                     return Err(fail(self.name.span(), msg));
                 }
             },
         };
         let context = match &self.context {
-            Some(c) => clean_relative(c.get_ref()).map_err(|m| fail(c.span(), format!("context: {m}")))?,
+            Some(c) => {
+                clean_relative(c.get_ref()).map_err(|m| fail(c.span(), format!("context: {m}")))?
+            }
             None => ".".to_owned(),
         };
         let dockerfile = match &self.dockerfile {
-            Some(d) => clean_relative(d.get_ref()).map_err(|m| fail(d.span(), format!("dockerfile: {m}")))?,
+            Some(d) => clean_relative(d.get_ref())
+                .map_err(|m| fail(d.span(), format!("dockerfile: {m}")))?,
             None if context == "." => "Dockerfile".to_owned(),
             None => format!("{context}/Dockerfile"),
         };
         for (key, source) in self.build_args.iter().chain(&self.secrets) {
             if key.is_empty() || key.contains('=') || key.chars().any(char::is_whitespace) {
-                return Err(fail(source.span(), format!("`{key}` is not a valid build argument or secret name")));
+                return Err(fail(
+                    source.span(),
+                    format!("`{key}` is not a valid build argument or secret name"),
+                ));
             }
             if let Source::File { path } = source.get_ref() {
-                clean_relative(path).map_err(|m| fail(source.span(), format!("{key}: file: {m}")))?;
+                clean_relative(path)
+                    .map_err(|m| fail(source.span(), format!("{key}: file: {m}")))?;
             }
         }
         let unspan = |m: BTreeMap<String, Spanned<Source>>| -> BTreeMap<String, Source> {
@@ -400,7 +440,9 @@ impl<'de> Deserialize<'de> for Source {
             }
 
             fn visit_str<E: de::Error>(self, value: &str) -> Result<Source, E> {
-                Ok(Source::Literal { value: value.to_owned() })
+                Ok(Source::Literal {
+                    value: value.to_owned(),
+                })
             }
 
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Source, A::Error> {
@@ -412,11 +454,21 @@ impl<'de> Deserialize<'de> for Source {
                             optional = Some(map.next_value::<bool>()?);
                             continue;
                         }
-                        "env" => Source::Env { name: map.next_value()?, optional: false },
-                        "ssm" => Source::Ssm { name: map.next_value()? },
-                        "file" => Source::File { path: map.next_value()? },
+                        "env" => Source::Env {
+                            name: map.next_value()?,
+                            optional: false,
+                        },
+                        "ssm" => Source::Ssm {
+                            name: map.next_value()?,
+                        },
+                        "file" => Source::File {
+                            path: map.next_value()?,
+                        },
                         other => {
-                            return Err(de::Error::unknown_field(other, &["env", "ssm", "file", "optional"]));
+                            return Err(de::Error::unknown_field(
+                                other,
+                                &["env", "ssm", "file", "optional"],
+                            ));
                         }
                     };
                     if found.replace(source).is_some() {
@@ -425,10 +477,13 @@ impl<'de> Deserialize<'de> for Source {
                 }
                 match (found, optional) {
                     (None, _) => Err(de::Error::custom("expected one of `env`, `ssm`, `file`")),
-                    (Some(Source::Env { name, .. }), optional) => {
-                        Ok(Source::Env { name, optional: optional.unwrap_or(false) })
-                    }
-                    (Some(_), Some(_)) => Err(de::Error::custom("`optional` applies to `env` sources only")),
+                    (Some(Source::Env { name, .. }), optional) => Ok(Source::Env {
+                        name,
+                        optional: optional.unwrap_or(false),
+                    }),
+                    (Some(_), Some(_)) => Err(de::Error::custom(
+                        "`optional` applies to `env` sources only",
+                    )),
                     (Some(source), None) => {
                         let name = match &source {
                             Source::Ssm { name } => name,
@@ -450,11 +505,16 @@ impl<'de> Deserialize<'de> for Source {
 fn validate_tag_config(tag: &TagConfig) -> Result<(), String> {
     for extra in &tag.extra {
         if let Some(reason) = tag_grammar_violation(extra) {
-            return Err(format!("[tag] extra `{extra}` is not a valid Docker tag: {reason}"));
+            return Err(format!(
+                "[tag] extra `{extra}` is not a valid Docker tag: {reason}"
+            ));
         }
     }
     if let Some(reason) = tag_grammar_violation(&tag.fallback) {
-        return Err(format!("[tag] fallback `{}` is not a valid Docker tag: {reason}", tag.fallback));
+        return Err(format!(
+            "[tag] fallback `{}` is not a valid Docker tag: {reason}",
+            tag.fallback
+        ));
     }
     if tag.length == Some(0) {
         return Err("[tag] length must be at least 1".into());
@@ -467,7 +527,10 @@ fn validate_tag_config(tag: &TagConfig) -> Result<(), String> {
 
 /// ECS container names: 1-255 letters, digits, hyphens and underscores.
 fn is_container_name(name: &str) -> bool {
-    (1..=255).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    (1..=255).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// Why `name` is not an ECR repository name, or `None` when it is one:
@@ -490,14 +553,18 @@ pub fn repository_violation(name: &str) -> Option<&'static str> {
     if name.split('/').all(component_ok) {
         None
     } else {
-        Some("is not a valid ECR repository name (lowercase letters and digits, separated by single `.`, `_`, `-` or `/`)")
+        Some(
+            "is not a valid ECR repository name (lowercase letters and digits, separated by single `.`, `_`, `-` or `/`)",
+        )
     }
 }
 
 fn registry_violation(host: &str) -> Option<&'static str> {
     let ok = !host.is_empty()
         && !host.contains("://")
-        && host.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'));
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'));
     (!ok).then_some("is not a registry host (write it as `host[:port]`, without a scheme or path)")
 }
 
@@ -508,7 +575,9 @@ pub fn clean_relative(path: &str) -> Result<String, String> {
         return Err("the path is empty".into());
     }
     if path.starts_with('/') || path.contains('\\') {
-        return Err(format!("`{path}` must be a relative path with `/` separators"));
+        return Err(format!(
+            "`{path}` must be a relative path with `/` separators"
+        ));
     }
     let mut parts: Vec<&str> = Vec::new();
     for part in path.split('/') {
@@ -522,12 +591,18 @@ pub fn clean_relative(path: &str) -> Result<String, String> {
             p => parts.push(p),
         }
     }
-    Ok(if parts.is_empty() { ".".into() } else { parts.join("/") })
+    Ok(if parts.is_empty() {
+        ".".into()
+    } else {
+        parts.join("/")
+    })
 }
 
 /// The key of the `key = value` line holding a byte offset, for messages about its value.
 fn key_at(text: &str, offset: usize) -> Option<&str> {
-    let start = text[..offset.min(text.len())].rfind('\n').map_or(0, |i| i + 1);
+    let start = text[..offset.min(text.len())]
+        .rfind('\n')
+        .map_or(0, |i| i + 1);
     let line = text[start..].lines().next()?;
     let (key, _) = line.split_once('=')?;
     let key = key.trim().trim_matches('"');
@@ -536,11 +611,20 @@ fn key_at(text: &str, offset: usize) -> Option<&str> {
 
 /// 1-based line of a byte offset.
 fn line_of(text: &str, offset: usize) -> usize {
-    text.as_bytes()[..offset.min(text.len())].iter().filter(|&&b| b == b'\n').count() + 1
+    text.as_bytes()[..offset.min(text.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
 }
 
 fn one_line(message: &str) -> String {
-    message.trim().lines().map(str::trim).collect::<Vec<_>>().join(" ")
+    message
+        .trim()
+        .lines()
+        .map(str::trim)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 #[cfg(test)]
@@ -561,14 +645,31 @@ mod tests {
         let got: Vec<(&str, &str, &str, &str)> = c
             .images
             .iter()
-            .map(|i| (i.name.as_str(), i.repository.as_str(), i.context.as_str(), i.dockerfile.as_str()))
+            .map(|i| {
+                (
+                    i.name.as_str(),
+                    i.repository.as_str(),
+                    i.context.as_str(),
+                    i.dockerfile.as_str(),
+                )
+            })
             .collect();
         assert_eq!(
             got,
             [
                 ("app", "app", ".", "dockerfiles/app/Dockerfile"),
-                ("web", "web", "dockerfiles/web", "dockerfiles/web/Dockerfile"),
-                ("log", "log", "dockerfiles/log", "dockerfiles/log/Dockerfile"),
+                (
+                    "web",
+                    "web",
+                    "dockerfiles/web",
+                    "dockerfiles/web/Dockerfile"
+                ),
+                (
+                    "log",
+                    "log",
+                    "dockerfiles/log",
+                    "dockerfiles/log/Dockerfile"
+                ),
             ]
         );
         let args: Vec<&String> = c.images[0].build_args.keys().collect();
@@ -617,35 +718,104 @@ team = "web"
         assert_eq!(c.image_detail.as_deref(), Some("app"));
         assert_eq!(c.imagedefinitions, "out/imagedefinitions.json");
         let app = &c.images[0];
-        assert_eq!((app.repository.as_str(), app.context.as_str()), ("team/app", "."));
-        assert_eq!(app.build_args["MIX_ENV"], Source::Env { name: "MIX_ENV".into(), optional: false });
-        assert_eq!(app.build_args["KEY"], Source::Ssm { name: "/app/prod/KEY".into() });
-        assert_eq!(app.build_args["PLAIN"], Source::Literal { value: "prod".into() });
-        assert_eq!(app.secrets["SECRET_KEY_BASE"], Source::File { path: "secrets/skb".into() });
+        assert_eq!(
+            (app.repository.as_str(), app.context.as_str()),
+            ("team/app", ".")
+        );
+        assert_eq!(
+            app.build_args["MIX_ENV"],
+            Source::Env {
+                name: "MIX_ENV".into(),
+                optional: false
+            }
+        );
+        assert_eq!(
+            app.build_args["KEY"],
+            Source::Ssm {
+                name: "/app/prod/KEY".into()
+            }
+        );
+        assert_eq!(
+            app.build_args["PLAIN"],
+            Source::Literal {
+                value: "prod".into()
+            }
+        );
+        assert_eq!(
+            app.secrets["SECRET_KEY_BASE"],
+            Source::File {
+                path: "secrets/skb".into()
+            }
+        );
         assert_eq!(app.line, 14);
     }
 
     #[test]
     fn errors_name_file_line_and_value() {
         let cases: &[(&str, &[&str])] = &[
-            ("[[image]]\nname = \"app\"\nbogus = 1\n", &["ecrship.toml line 3", "bogus"]),
-            ("[[image]]\nname = \"app\"\n[image.build_args]\nX = { envv = \"X\" }\n", &["line 4", "envv"]),
-            ("[[image]]\nname = \"app\"\njobs = \"x\"\n", &["line 3", "jobs"]),
-            ("jobs = \"three\"\n[[image]]\nname = \"app\"\n", &["line 1", "invalid type"]),
+            (
+                "[[image]]\nname = \"app\"\nbogus = 1\n",
+                &["ecrship.toml line 3", "bogus"],
+            ),
+            (
+                "[[image]]\nname = \"app\"\n[image.build_args]\nX = { envv = \"X\" }\n",
+                &["line 4", "envv"],
+            ),
+            (
+                "[[image]]\nname = \"app\"\njobs = \"x\"\n",
+                &["line 3", "jobs"],
+            ),
+            (
+                "jobs = \"three\"\n[[image]]\nname = \"app\"\n",
+                &["line 1", "invalid type"],
+            ),
             ("[[image]]\nname = \"app\n", &["line 2"]),
-            ("[[image]]\nname = \"app\"\n[[image]]\nname = \"app\"\n", &["line 3", "`app` is used twice"]),
-            ("[[image]]\nname = \"app\"\nrepository = \"App\"\n", &["line 3", "repository `App`"]),
-            ("[[image]]\nname = \"a\"\n", &["line 2", "`a`", "set `repository`"]),
+            (
+                "[[image]]\nname = \"app\"\n[[image]]\nname = \"app\"\n",
+                &["line 3", "`app` is used twice"],
+            ),
+            (
+                "[[image]]\nname = \"app\"\nrepository = \"App\"\n",
+                &["line 3", "repository `App`"],
+            ),
+            (
+                "[[image]]\nname = \"a\"\n",
+                &["line 2", "`a`", "set `repository`"],
+            ),
             ("[[image]]\nname = \"x y\"\n", &["line 2", "`x y`"]),
-            ("[[image]]\nname = \"app\"\ncontext = \"../up\"\n", &["line 3", "leaves the project root"]),
-            ("[[image]]\nname = \"app\"\ndockerfile = \"/etc/Dockerfile\"\n", &["line 3", "relative"]),
-            ("[tag]\nextra = [\"ok\", \"not ok\"]\n[[image]]\nname = \"app\"\n", &["`not ok`"]),
-            ("jobs = 0\n[[image]]\nname = \"app\"\n", &["line 1", "at least 1"]),
-            ("registry = \"https://x\"\n[[image]]\nname = \"app\"\n", &["line 1", "`https://x`"]),
+            (
+                "[[image]]\nname = \"app\"\ncontext = \"../up\"\n",
+                &["line 3", "leaves the project root"],
+            ),
+            (
+                "[[image]]\nname = \"app\"\ndockerfile = \"/etc/Dockerfile\"\n",
+                &["line 3", "relative"],
+            ),
+            (
+                "[tag]\nextra = [\"ok\", \"not ok\"]\n[[image]]\nname = \"app\"\n",
+                &["`not ok`"],
+            ),
+            (
+                "jobs = 0\n[[image]]\nname = \"app\"\n",
+                &["line 1", "at least 1"],
+            ),
+            (
+                "registry = \"https://x\"\n[[image]]\nname = \"app\"\n",
+                &["line 1", "`https://x`"],
+            ),
             ("", &["no images"]),
-            ("[artifacts]\nimage_detail = \"nope\"\n[[image]]\nname = \"app\"\n", &["line 2", "`nope`"]),
-            ("[[image]]\nname = \"app\"\n[image.build_args]\nX = { env = \"X\", ssm = \"Y\" }\n", &["line 4", "only one"]),
-            ("[[image]]\nname = \"app\"\n[image.build_args]\nX = { ssm = \"Y\", optional = true }\n", &["line 4", "optional"]),
+            (
+                "[artifacts]\nimage_detail = \"nope\"\n[[image]]\nname = \"app\"\n",
+                &["line 2", "`nope`"],
+            ),
+            (
+                "[[image]]\nname = \"app\"\n[image.build_args]\nX = { env = \"X\", ssm = \"Y\" }\n",
+                &["line 4", "only one"],
+            ),
+            (
+                "[[image]]\nname = \"app\"\n[image.build_args]\nX = { ssm = \"Y\", optional = true }\n",
+                &["line 4", "optional"],
+            ),
         ];
         for (text, needles) in cases {
             let msg = error(text);
@@ -668,7 +838,13 @@ team = "web"
 
     #[test]
     fn clean_paths() {
-        let cases = [("./a/../b", "b"), ("foo/", "foo"), (".", "."), ("a//b/./c", "a/b/c"), ("a/..", ".")];
+        let cases = [
+            ("./a/../b", "b"),
+            ("foo/", "foo"),
+            (".", "."),
+            ("a//b/./c", "a/b/c"),
+            ("a/..", "."),
+        ];
         for (input, want) in cases {
             assert_eq!(clean_relative(input).as_deref(), Ok(want), "{input}");
         }
@@ -681,13 +857,23 @@ team = "web"
         let dir = tempfile::tempdir().unwrap();
         let c = Config::parse(EMBEDDED, Origin::Embedded).unwrap();
         let msg = c.check_paths(dir.path()).unwrap_err().to_string();
-        assert!(msg.contains("image `app`") && msg.contains("dockerfiles/app/Dockerfile"), "{msg}");
+        assert!(
+            msg.contains("image `app`") && msg.contains("dockerfiles/app/Dockerfile"),
+            "{msg}"
+        );
         for name in ["app", "web", "log"] {
             std::fs::create_dir_all(dir.path().join("dockerfiles").join(name)).unwrap();
         }
-        std::fs::write(dir.path().join("dockerfiles/app/Dockerfile"), "FROM scratch\n").unwrap();
+        std::fs::write(
+            dir.path().join("dockerfiles/app/Dockerfile"),
+            "FROM scratch\n",
+        )
+        .unwrap();
         let msg = c.check_paths(dir.path()).unwrap_err().to_string();
-        assert!(msg.contains("image `web`: Dockerfile `dockerfiles/web/Dockerfile` not found"), "{msg}");
+        assert!(
+            msg.contains("image `web`: Dockerfile `dockerfiles/web/Dockerfile` not found"),
+            "{msg}"
+        );
     }
 
     #[test]
@@ -695,7 +881,10 @@ team = "web"
         let c = Config::parse(EMBEDDED, Origin::Embedded).unwrap();
         let names = |v: Vec<&Image>| v.iter().map(|i| i.name.clone()).collect::<Vec<_>>();
         assert_eq!(names(c.select(&[]).unwrap()), ["app", "web", "log"]);
-        assert_eq!(names(c.select(&["log".into(), "app".into()]).unwrap()), ["app", "log"]);
+        assert_eq!(
+            names(c.select(&["log".into(), "app".into()]).unwrap()),
+            ["app", "log"]
+        );
         assert!(c.select(&["nope".into()]).unwrap_err().contains("`nope`"));
     }
 }

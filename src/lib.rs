@@ -44,9 +44,15 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             let (_, plan) = load_plan(&cli.global, &images)?;
             printer.result(&PlanReport::new(&plan))
         }
-        Command::Policy { create_repositories } => {
+        Command::Policy {
+            create_repositories,
+        } => {
             let config = Config::load(root, cli.global.config.as_deref())?;
-            let registry = cli.global.registry.as_deref().or(config.registry.as_deref());
+            let registry = cli
+                .global
+                .registry
+                .as_deref()
+                .or(config.registry.as_deref());
             let scope = policy::resolve_scope(registry, env);
             let policy = policy::policy(&config, &scope, false, create_repositories);
             for note in &policy.notes {
@@ -54,17 +60,38 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             }
             printer.result(&policy.document)
         }
-        Command::Build { images, build, dry_run } => {
-            let steps = Steps { build: Some(&build), push: None, dry_run };
+        Command::Build {
+            images,
+            build,
+            dry_run,
+        } => {
+            let steps = Steps {
+                build: Some(&build),
+                push: None,
+                dry_run,
+            };
             printer.result(&steps.run(&cli.global, &images)?)
         }
         Command::Push { images, push } => {
-            let steps = Steps { build: None, push: Some(&push), dry_run: false };
+            let steps = Steps {
+                build: None,
+                push: Some(&push),
+                dry_run: false,
+            };
             printer.result(&steps.run(&cli.global, &images)?)
         }
-        Command::Release { images, build, push, dry_run } => {
+        Command::Release {
+            images,
+            build,
+            push,
+            dry_run,
+        } => {
             let push = (!dry_run).then_some(&push);
-            let steps = Steps { build: Some(&build), push, dry_run };
+            let steps = Steps {
+                build: Some(&build),
+                push,
+                dry_run,
+            };
             printer.result(&steps.run(&cli.global, &images)?)
         }
     }
@@ -81,7 +108,9 @@ impl Steps<'_> {
     fn run(&self, global: &cli::Global, names: &[String]) -> Result<pipeline::Summary, Error> {
         let (config, plan) = load_plan(global, names)?;
         let root = global.directory.as_path();
-        if self.push.is_some() && std::env::var("CODEBUILD_BUILD_SUCCEEDING").is_ok_and(|v| v.trim() == "0") {
+        if self.push.is_some()
+            && std::env::var("CODEBUILD_BUILD_SUCCEEDING").is_ok_and(|v| v.trim() == "0")
+        {
             return Err(Error::Failed(
                 "the build phase failed (CODEBUILD_BUILD_SUCCEEDING=0): nothing was pushed and no artifact was written, \
                  so the last good deploy stays in place"
@@ -91,7 +120,11 @@ impl Steps<'_> {
         let env = |name: &str| std::env::var(name).ok();
         block_on(async {
             let daemon = docker::Daemon::connect().await?;
-            let ssm_names = if self.build.is_some() { plan.ssm_parameters() } else { Default::default() };
+            let ssm_names = if self.build.is_some() {
+                plan.ssm_parameters()
+            } else {
+                Default::default()
+            };
             let aws = if self.dry_run || (self.push.is_none() && ssm_names.is_empty()) {
                 None
             } else {
@@ -104,7 +137,11 @@ impl Steps<'_> {
                     None => Default::default(),
                 };
                 let options = pipeline::BuildOptions {
-                    jobs: flags.jobs.map(usize::from).or(config.jobs).unwrap_or(plan.images.len()),
+                    jobs: flags
+                        .jobs
+                        .map(usize::from)
+                        .or(config.jobs)
+                        .unwrap_or(plan.images.len()),
                     builder: flags.builder.unwrap_or(config.builder),
                     no_cache: flags.no_cache,
                     pull: flags.pull,
@@ -122,27 +159,49 @@ impl Steps<'_> {
                 let written = pipeline::write_artifacts(root, &plan, &uris)?;
                 return Ok(summary.with_artifacts(written));
             };
-            let aws = aws.as_ref().ok_or_else(|| Error::Failed("internal: push without AWS".into()))?;
+            let aws = aws
+                .as_ref()
+                .ok_or_else(|| Error::Failed("internal: push without AWS".into()))?;
             let login = aws::ecr::login(aws).await?;
             let plan = match plan.registry.source {
                 RegistrySource::Flag | RegistrySource::Config => plan,
-                _ => plan.with_registry(Registry { host: login.host.clone(), source: RegistrySource::Ecr }),
+                _ => plan.with_registry(Registry {
+                    host: login.host.clone(),
+                    source: RegistrySource::Ecr,
+                }),
             };
             if flags.create_repositories {
-                let repositories: Vec<&str> = plan.images.iter().map(|i| i.repository.as_str()).collect();
+                let repositories: Vec<&str> =
+                    plan.images.iter().map(|i| i.repository.as_str()).collect();
                 aws::ecr::create_repositories(aws, &repositories).await?;
             }
-            let credentials = docker::Credentials { server: plan.registry.host.clone(), ..login.credentials };
+            let credentials = docker::Credentials {
+                server: plan.registry.host.clone(),
+                ..login.credentials
+            };
             let jobs = config.jobs.unwrap_or(plan.images.len());
             // Only ECR can tell what an immutable tag holds; another registry has no immutable tags.
-            let is_ecr = plan.registry.source == RegistrySource::Ecr || plan.registry.host.contains(".dkr.ecr.");
+            let is_ecr = plan.registry.source == RegistrySource::Ecr
+                || plan.registry.host.contains(".dkr.ecr.");
             let ecr = is_ecr.then_some(aws);
-            let pushed = pipeline::push(&daemon, &plan, &credentials, &pipeline::PushOptions { jobs, ecr }).await?;
+            let pushed = pipeline::push(
+                &daemon,
+                &plan,
+                &credentials,
+                &pipeline::PushOptions { jobs, ecr },
+            )
+            .await?;
             let uris: Vec<String> = plan
                 .images
                 .iter()
                 .zip(&pushed)
-                .map(|(image, p)| if flags.pin_digest { pipeline::pinned_uri(image, &p.digest) } else { image.uri.clone() })
+                .map(|(image, p)| {
+                    if flags.pin_digest {
+                        pipeline::pinned_uri(image, &p.digest)
+                    } else {
+                        image.uri.clone()
+                    }
+                })
                 .collect();
             let written = pipeline::write_artifacts(root, &plan, &uris)?;
             Ok(summary.with_push(&pushed, &uris).with_artifacts(written))
@@ -171,7 +230,10 @@ fn block_on<T>(work: impl std::future::Future<Output = Result<T, Error>>) -> Res
 
 async fn signals() -> Error {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
         return std::future::pending().await;
     };
     tokio::select! {
@@ -190,7 +252,11 @@ pub fn load_plan(global: &cli::Global, names: &[String]) -> Result<(Config, Plan
     let tag = tag::resolve(root, &config.tag, env)?;
     let registry = Registry::for_plan(global.registry.as_deref(), config.registry.as_deref(), env);
     if registry.source == plan::RegistrySource::Placeholder {
-        tracing::warn!("no registry known: image URIs use the placeholder `{}` ({})", registry.host, registry.source);
+        tracing::warn!(
+            "no registry known: image URIs use the placeholder `{}` ({})",
+            registry.host,
+            registry.source
+        );
     }
     let plan = Plan::new(&config, &images, tag, registry);
     Ok((config, plan))

@@ -6,8 +6,8 @@ use std::io::{IsTerminal, Write};
 use serde::Serialize;
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::EnvFilter;
-use tracing_subscriber::fmt::format::{FormatEvent, FormatFields, Writer};
 use tracing_subscriber::fmt::FmtContext;
+use tracing_subscriber::fmt::format::{FormatEvent, FormatFields, Writer};
 use tracing_subscriber::registry::LookupSpan;
 
 use crate::cli::{Color, Global, Output};
@@ -24,7 +24,10 @@ pub struct Printer {
 impl Printer {
     pub fn new(global: &Global) -> Printer {
         let verbose = match global.verbose {
-            0 => std::env::var("ECRSHIP_VERBOSE").ok().and_then(|v| v.parse().ok()).unwrap_or(0),
+            0 => std::env::var("ECRSHIP_VERBOSE")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0),
             n => n,
         };
         let level = match (global.quiet, verbose) {
@@ -52,7 +55,19 @@ impl Printer {
             .unwrap_or_else(|_| EnvFilter::new(format!("warn,ecrship={}", self.level)));
         // Below info, these crates log request URLs and bodies, which carry build args and
         // tokens: they never go further, whatever RUST_LOG says.
-        for quiet in ["bollard", "hyper", "hyper_util", "h2", "tonic", "aws_smithy_runtime", "aws_smithy_http", "aws_smithy_http_client", "aws_sigv4", "aws_config", "aws_runtime"] {
+        for quiet in [
+            "bollard",
+            "hyper",
+            "hyper_util",
+            "h2",
+            "tonic",
+            "aws_smithy_runtime",
+            "aws_smithy_http",
+            "aws_smithy_http_client",
+            "aws_sigv4",
+            "aws_config",
+            "aws_runtime",
+        ] {
             if let Ok(directive) = format!("{quiet}=info").parse() {
                 filter = filter.add_directive(directive);
             }
@@ -77,7 +92,10 @@ impl Printer {
         };
         let text = crate::secret::scrub(&text);
         let mut stdout = std::io::stdout().lock();
-        match stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
+        match stdout
+            .write_all(text.as_bytes())
+            .and_then(|()| stdout.flush())
+        {
             // A closed pipe (`ecrship plan | head`) is the reader's choice, not a failure.
             Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
                 Err(Error::Failed(format!("cannot write to stdout: {e}")))
@@ -105,9 +123,17 @@ pub fn print_error(error: &Error) {
         },
         std::io::stderr().is_terminal(),
     );
-    let prefix = if color { "\x1b[1;31merror\x1b[0m" } else { "error" };
+    let prefix = if color {
+        "\x1b[1;31merror\x1b[0m"
+    } else {
+        "error"
+    };
     let message = error.to_string();
-    let _ = writeln!(std::io::stderr().lock(), "{prefix}: {}", crate::secret::scrub(&message));
+    let _ = writeln!(
+        std::io::stderr().lock(),
+        "{prefix}: {}",
+        crate::secret::scrub(&message)
+    );
 }
 
 /// One plain line per event: the message alone at info, with a level word otherwise.
@@ -120,7 +146,12 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
     N: for<'a> FormatFields<'a> + 'static,
 {
-    fn format_event(&self, ctx: &FmtContext<'_, S, N>, mut writer: Writer<'_>, event: &Event<'_>) -> std::fmt::Result {
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> std::fmt::Result {
         let (word, code) = match *event.metadata().level() {
             Level::ERROR => ("error: ", "1;31"),
             Level::WARN => ("warning: ", "1;33"),
@@ -137,7 +168,8 @@ where
         }
         // Fields are rendered into a buffer first so that secrets are scrubbed from every line.
         let mut line = String::new();
-        ctx.field_format().format_fields(Writer::new(&mut line), event)?;
+        ctx.field_format()
+            .format_fields(Writer::new(&mut line), event)?;
         writeln!(writer, "{}", crate::secret::scrub(&line))
     }
 }

@@ -52,13 +52,27 @@ pub const PLACEHOLDER_REGISTRY: &str = "ACCOUNT_ID.dkr.ecr.REGION.amazonaws.com"
 impl Registry {
     /// The registry for plan and dry-runs: the flag or `ECRSHIP_REGISTRY`, the config, then
     /// `AWS_ACCOUNT_ID` with `AWS_REGION` (or `AWS_DEFAULT_REGION`), else a placeholder.
-    pub fn for_plan(flag: Option<&str>, config: Option<&str>, env: impl Fn(&str) -> Option<String>) -> Registry {
-        let nonempty = |name: &str| env(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+    pub fn for_plan(
+        flag: Option<&str>,
+        config: Option<&str>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Registry {
+        let nonempty = |name: &str| {
+            env(name)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
         if let Some(host) = flag.filter(|h| !h.is_empty()) {
-            return Registry { host: host.to_owned(), source: RegistrySource::Flag };
+            return Registry {
+                host: host.to_owned(),
+                source: RegistrySource::Flag,
+            };
         }
         if let Some(host) = config {
-            return Registry { host: host.to_owned(), source: RegistrySource::Config };
+            return Registry {
+                host: host.to_owned(),
+                source: RegistrySource::Config,
+            };
         }
         let region = nonempty("AWS_REGION").or_else(|| nonempty("AWS_DEFAULT_REGION"));
         match (nonempty("AWS_ACCOUNT_ID"), region) {
@@ -76,7 +90,11 @@ impl Registry {
 
 /// `<account>.dkr.ecr.<region>.amazonaws.com`, or `.amazonaws.com.cn` in the China regions.
 pub fn ecr_host(account: &str, region: &str) -> String {
-    let suffix = if region.starts_with("cn-") { "amazonaws.com.cn" } else { "amazonaws.com" };
+    let suffix = if region.starts_with("cn-") {
+        "amazonaws.com.cn"
+    } else {
+        "amazonaws.com"
+    };
     format!("{account}.dkr.ecr.{region}.{suffix}")
 }
 
@@ -124,8 +142,13 @@ pub struct Plan {
 impl Plan {
     /// The plan for `images` (already selected from `config`).
     pub fn new(config: &Config, images: &[&Image], tag: Tag, registry: Registry) -> Plan {
-        let extra_tags: Vec<String> =
-            config.tag.extra.iter().filter(|t| **t != tag.value).cloned().collect();
+        let extra_tags: Vec<String> = config
+            .tag
+            .extra
+            .iter()
+            .filter(|t| **t != tag.value)
+            .cloned()
+            .collect();
         let images = images
             .iter()
             .map(|image| {
@@ -146,7 +169,10 @@ impl Plan {
                     labels: image.labels.clone(),
                     local_tags,
                     uri: format!("{}/{repo}:{}", registry.host, tag.value),
-                    extra_uris: extra_tags.iter().map(|t| format!("{}/{repo}:{t}", registry.host)).collect(),
+                    extra_uris: extra_tags
+                        .iter()
+                        .map(|t| format!("{}/{repo}:{t}", registry.host))
+                        .collect(),
                 }
             })
             .collect();
@@ -216,7 +242,11 @@ impl fmt::Display for PlanReport<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let plan = self.plan;
         writeln!(f, "tag       {} (from {})", plan.tag.value, plan.tag.source)?;
-        writeln!(f, "registry  {} ({})", plan.registry.host, plan.registry.source)?;
+        writeln!(
+            f,
+            "registry  {} ({})",
+            plan.registry.host, plan.registry.source
+        )?;
         for image in &plan.images {
             writeln!(f)?;
             writeln!(f, "{}", image.name)?;
@@ -230,7 +260,10 @@ impl fmt::Display for PlanReport<'_> {
                 writeln!(f, "  platform    {platform}")?;
             }
             let list = |m: &BTreeMap<String, Source>| {
-                m.iter().map(|(k, v)| format!("{k} ({v})")).collect::<Vec<_>>().join(", ")
+                m.iter()
+                    .map(|(k, v)| format!("{k} ({v})"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             };
             if !image.build_args.is_empty() {
                 writeln!(f, "  build args  {}", list(&image.build_args))?;
@@ -238,8 +271,15 @@ impl fmt::Display for PlanReport<'_> {
             if !image.secrets.is_empty() {
                 writeln!(f, "  secrets     {}", list(&image.secrets))?;
             }
-            for (i, uri) in std::iter::once(&image.uri).chain(&image.extra_uris).enumerate() {
-                writeln!(f, "  {}  {uri}", if i == 0 { "push      " } else { "          " })?;
+            for (i, uri) in std::iter::once(&image.uri)
+                .chain(&image.extra_uris)
+                .enumerate()
+            {
+                writeln!(
+                    f,
+                    "  {}  {uri}",
+                    if i == 0 { "push      " } else { "          " }
+                )?;
             }
         }
         writeln!(f)?;
@@ -255,22 +295,45 @@ mod tests {
     use crate::tag::TagSource;
 
     fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let pairs: Vec<(String, String)> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let pairs: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         move |k| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
     }
 
     #[test]
     fn registry_resolution_order() {
         let r = Registry::for_plan(Some("127.0.0.1:5000"), Some("cfg"), env(&[]));
-        assert_eq!((r.host.as_str(), r.source), ("127.0.0.1:5000", RegistrySource::Flag));
+        assert_eq!(
+            (r.host.as_str(), r.source),
+            ("127.0.0.1:5000", RegistrySource::Flag)
+        );
         let r = Registry::for_plan(None, Some("cfg.example"), env(&[("AWS_ACCOUNT_ID", "1")]));
         assert_eq!(r.source, RegistrySource::Config);
-        let r = Registry::for_plan(None, None, env(&[("AWS_ACCOUNT_ID", "123456789012"), ("AWS_DEFAULT_REGION", "us-east-1")]));
+        let r = Registry::for_plan(
+            None,
+            None,
+            env(&[
+                ("AWS_ACCOUNT_ID", "123456789012"),
+                ("AWS_DEFAULT_REGION", "us-east-1"),
+            ]),
+        );
         assert_eq!(r.host, "123456789012.dkr.ecr.us-east-1.amazonaws.com");
-        let r = Registry::for_plan(None, None, env(&[("AWS_ACCOUNT_ID", "123456789012"), ("AWS_REGION", "cn-north-1")]));
+        let r = Registry::for_plan(
+            None,
+            None,
+            env(&[
+                ("AWS_ACCOUNT_ID", "123456789012"),
+                ("AWS_REGION", "cn-north-1"),
+            ]),
+        );
         assert_eq!(r.host, "123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn");
         let r = Registry::for_plan(None, None, env(&[("AWS_REGION", "us-east-1")]));
-        assert_eq!((r.host.as_str(), r.source), (PLACEHOLDER_REGISTRY, RegistrySource::Placeholder));
+        assert_eq!(
+            (r.host.as_str(), r.source),
+            (PLACEHOLDER_REGISTRY, RegistrySource::Placeholder)
+        );
     }
 
     fn sample_plan() -> Plan {
@@ -280,8 +343,14 @@ mod tests {
         )
         .unwrap();
         let images: Vec<&Image> = config.images.iter().collect();
-        let tag = Tag { value: "abc12345".into(), source: TagSource::Fallback };
-        let registry = Registry { host: "r.example".into(), source: RegistrySource::Config };
+        let tag = Tag {
+            value: "abc12345".into(),
+            source: TagSource::Fallback,
+        };
+        let registry = Registry {
+            host: "r.example".into(),
+            source: RegistrySource::Config,
+        };
         Plan::new(&config, &images, tag, registry)
     }
 
@@ -290,10 +359,19 @@ mod tests {
         let plan = sample_plan();
         let app = &plan.images[0];
         assert_eq!(app.uri, "r.example/team/app:abc12345");
-        assert_eq!(app.extra_uris, ["r.example/team/app:latest", "r.example/team/app:stable"]);
-        assert_eq!(app.local_tags, ["team/app:abc12345", "team/app:latest", "team/app:stable"]);
+        assert_eq!(
+            app.extra_uris,
+            ["r.example/team/app:latest", "r.example/team/app:stable"]
+        );
+        assert_eq!(
+            app.local_tags,
+            ["team/app:abc12345", "team/app:latest", "team/app:stable"]
+        );
 
-        let moved = plan.with_registry(Registry { host: "127.0.0.1:5000".into(), source: RegistrySource::Ecr });
+        let moved = plan.with_registry(Registry {
+            host: "127.0.0.1:5000".into(),
+            source: RegistrySource::Ecr,
+        });
         assert_eq!(moved.images[0].uri, "127.0.0.1:5000/team/app:abc12345");
         assert_eq!(moved.images[1].extra_uris[0], "127.0.0.1:5000/web:latest");
     }
@@ -302,8 +380,14 @@ mod tests {
     fn tag_equal_to_an_extra_is_not_pushed_twice() {
         let config = Config::parse("[[image]]\nname = \"app\"\n", Origin::Embedded).unwrap();
         let images: Vec<&Image> = config.images.iter().collect();
-        let tag = Tag { value: "latest".into(), source: TagSource::Fallback };
-        let registry = Registry { host: "r".into(), source: RegistrySource::Config };
+        let tag = Tag {
+            value: "latest".into(),
+            source: TagSource::Fallback,
+        };
+        let registry = Registry {
+            host: "r".into(),
+            source: RegistrySource::Config,
+        };
         let plan = Plan::new(&config, &images, tag, registry);
         assert!(plan.images[0].extra_uris.is_empty());
         assert_eq!(plan.images[0].local_tags, ["app:latest"]);
@@ -317,8 +401,14 @@ mod tests {
         )
         .unwrap();
         let images: Vec<&Image> = config.images.iter().collect();
-        let tag = Tag { value: "t".into(), source: TagSource::Fallback };
-        let registry = Registry { host: "r".into(), source: RegistrySource::Config };
+        let tag = Tag {
+            value: "t".into(),
+            source: TagSource::Fallback,
+        };
+        let registry = Registry {
+            host: "r".into(),
+            source: RegistrySource::Config,
+        };
         let plan = Plan::new(&config, &images, tag, registry);
         let report = PlanReport::new(&plan);
         let text = report.to_string();

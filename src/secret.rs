@@ -39,7 +39,9 @@ pub fn scrub(text: &str) -> Cow<'_, str> {
 /// Whether a build arg's name suggests a secret (`*SECRET*`, `*PASSWORD*`, `*TOKEN*`, `*KEY*`).
 pub fn looks_secret(name: &str) -> bool {
     let upper = name.to_ascii_uppercase();
-    ["SECRET", "PASSWORD", "TOKEN", "KEY"].iter().any(|w| upper.contains(w))
+    ["SECRET", "PASSWORD", "TOKEN", "KEY"]
+        .iter()
+        .any(|w| upper.contains(w))
 }
 
 /// A value that must never reach any output. `Debug` and `Display` print `***`; the value is
@@ -87,7 +89,10 @@ mod tests {
         register("correct horse");
         register("correct horse battery");
         register("ab");
-        assert_eq!(scrub("a correct horse battery staple, ab"), "a *** staple, ab");
+        assert_eq!(
+            scrub("a correct horse battery staple, ab"),
+            "a *** staple, ab"
+        );
         assert_eq!(scrub("nothing here"), "nothing here");
         let _ = Secret::new("s3cr3t-value".into());
         assert_eq!(scrub("x=s3cr3t-value"), "x=***");
@@ -95,7 +100,13 @@ mod tests {
 
     #[test]
     fn secret_looking_names() {
-        for name in ["SECRET_KEY_BASE", "db_password", "GITHUB_TOKEN", "api_key", "KEYRING"] {
+        for name in [
+            "SECRET_KEY_BASE",
+            "db_password",
+            "GITHUB_TOKEN",
+            "api_key",
+            "KEYRING",
+        ] {
             assert!(looks_secret(name), "{name}");
         }
         for name in ["MIX_ENV", "LOCALE", "VERSION"] {

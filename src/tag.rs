@@ -160,13 +160,19 @@ mod tests {
         }
     }
 
-    fn resolve_with(files: &[(&str, &str)], env: &[(&str, &str)], config: TagConfig) -> Result<Tag, TagError> {
+    fn resolve_with(
+        files: &[(&str, &str)],
+        env: &[(&str, &str)],
+        config: TagConfig,
+    ) -> Result<Tag, TagError> {
         let dir = tempfile::tempdir().unwrap();
         for (name, content) in files {
             std::fs::write(dir.path().join(name), content).unwrap();
         }
-        let env: HashMap<String, String> =
-            env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let env: HashMap<String, String> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         resolve(dir.path(), &config, |k| env.get(k).cloned())
     }
 
@@ -176,38 +182,70 @@ mod tests {
     fn chain_order() {
         let d = TagConfig::default;
         let t = resolve_with(&[(".git-commit-hash", "abc12345\n")], &[(CBV, "def")], d()).unwrap();
-        assert_eq!((t.value.as_str(), t.source), ("abc12345", TagSource::File(".git-commit-hash".into())));
+        assert_eq!(
+            (t.value.as_str(), t.source),
+            ("abc12345", TagSource::File(".git-commit-hash".into()))
+        );
 
         let t = resolve_with(&[], &[(CBV, "def")], d()).unwrap();
-        assert_eq!((t.value.as_str(), t.source), ("def", TagSource::Env(CBV.into())));
+        assert_eq!(
+            (t.value.as_str(), t.source),
+            ("def", TagSource::Env(CBV.into()))
+        );
 
         let t = resolve_with(&[(".git-commit-hash", " \n\n")], &[(CBV, "def")], d()).unwrap();
-        assert_eq!(t.source, TagSource::Env(CBV.into()), "a blank file falls through");
+        assert_eq!(
+            t.source,
+            TagSource::Env(CBV.into()),
+            "a blank file falls through"
+        );
 
         let t = resolve_with(&[], &[(CBV, "  ")], d()).unwrap();
-        assert_eq!((t.value.as_str(), t.source), ("latest", TagSource::Fallback));
+        assert_eq!(
+            (t.value.as_str(), t.source),
+            ("latest", TagSource::Fallback)
+        );
     }
 
     #[test]
     fn first_line_trimmed_and_cut() {
-        let t = resolve_with(&[(".git-commit-hash", "  0123456789abcdef  \nsecond\n")], &[], TagConfig::default()).unwrap();
+        let t = resolve_with(
+            &[(".git-commit-hash", "  0123456789abcdef  \nsecond\n")],
+            &[],
+            TagConfig::default(),
+        )
+        .unwrap();
         assert_eq!(t.value, "0123456789abcdef");
-        let config = TagConfig { length: Some(8), ..TagConfig::default() };
+        let config = TagConfig {
+            length: Some(8),
+            ..TagConfig::default()
+        };
         let t = resolve_with(&[], &[(CBV, "0123456789abcdef")], config).unwrap();
         assert_eq!(t.value, "01234567");
     }
 
     #[test]
     fn invalid_values_name_their_source() {
-        let err = resolve_with(&[(".git-commit-hash", "bad tag!")], &[], TagConfig::default()).unwrap_err();
+        let err = resolve_with(
+            &[(".git-commit-hash", "bad tag!")],
+            &[],
+            TagConfig::default(),
+        )
+        .unwrap_err();
         let msg = err.to_string();
-        assert!(msg.contains("`bad tag!`") && msg.contains("file `.git-commit-hash`"), "{msg}");
+        assert!(
+            msg.contains("`bad tag!`") && msg.contains("file `.git-commit-hash`"),
+            "{msg}"
+        );
 
         let err = resolve_with(&[], &[(CBV, "3sGd/x+Yz")], TagConfig::default()).unwrap_err();
         let msg = err.to_string();
         assert!(msg.contains(CBV) && msg.contains("`/` or `+`"), "{msg}");
 
-        let config = TagConfig { fallback: "no good".into(), ..TagConfig::default() };
+        let config = TagConfig {
+            fallback: "no good".into(),
+            ..TagConfig::default()
+        };
         let err = resolve_with(&[], &[], config).unwrap_err();
         assert!(err.to_string().contains("the fallback"), "{err}");
     }

@@ -18,16 +18,31 @@ pub struct Login {
 /// the caller's own (the token's `proxyEndpoint`), so no account id is needed.
 pub async fn login(config: &SdkConfig) -> Result<Login, AwsError> {
     let client = aws_sdk_ecr::Client::new(config);
-    let out = client.get_authorization_token().send().await.map_err(|e| call_error("ECR GetAuthorizationToken", &e))?;
-    let data = out.authorization_data().first().ok_or_else(|| bad_token("no authorization data"))?;
-    let token = data.authorization_token().ok_or_else(|| bad_token("no token"))?;
-    let endpoint = data.proxy_endpoint().ok_or_else(|| bad_token("no proxyEndpoint"))?;
+    let out = client
+        .get_authorization_token()
+        .send()
+        .await
+        .map_err(|e| call_error("ECR GetAuthorizationToken", &e))?;
+    let data = out
+        .authorization_data()
+        .first()
+        .ok_or_else(|| bad_token("no authorization data"))?;
+    let token = data
+        .authorization_token()
+        .ok_or_else(|| bad_token("no token"))?;
+    let endpoint = data
+        .proxy_endpoint()
+        .ok_or_else(|| bad_token("no proxyEndpoint"))?;
     let (username, password) = decode_token(token)?;
     crate::secret::register(&password);
     crate::secret::register(token);
     let host = host_of(endpoint);
     Ok(Login {
-        credentials: Credentials { username, password, server: host.clone() },
+        credentials: Credentials {
+            username,
+            password,
+            server: host.clone(),
+        },
         host,
     })
 }
@@ -37,9 +52,18 @@ pub async fn create_repositories(config: &SdkConfig, names: &[&str]) -> Result<(
     use aws_sdk_ecr::operation::create_repository::CreateRepositoryError;
     let client = aws_sdk_ecr::Client::new(config);
     for name in names {
-        match client.create_repository().repository_name(*name).send().await {
+        match client
+            .create_repository()
+            .repository_name(*name)
+            .send()
+            .await
+        {
             Ok(_) => tracing::info!("created ECR repository {name}"),
-            Err(e) if matches!(e.as_service_error(), Some(CreateRepositoryError::RepositoryAlreadyExistsException(_))) => {}
+            Err(e)
+                if matches!(
+                    e.as_service_error(),
+                    Some(CreateRepositoryError::RepositoryAlreadyExistsException(_))
+                ) => {}
             Err(e) => return Err(call_error(&format!("ECR CreateRepository `{name}`"), &e)),
         }
     }
@@ -57,7 +81,10 @@ pub async fn tagged_image(
     use aws_sdk_ecr::types::ImageIdentifier;
     let client = aws_sdk_ecr::Client::new(config);
     // The registry may belong to another account than the caller's: its id leads the host.
-    let account = registry_host.split('.').next().filter(|a| a.len() == 12 && a.bytes().all(|b| b.is_ascii_digit()));
+    let account = registry_host
+        .split('.')
+        .next()
+        .filter(|a| a.len() == 12 && a.bytes().all(|b| b.is_ascii_digit()));
     let out = client
         .batch_get_image()
         .set_registry_id(account.map(str::to_owned))
@@ -71,9 +98,16 @@ pub async fn tagged_image(
     let Some(image) = out.images().first() else {
         return Ok(None);
     };
-    let digest = image.image_id().and_then(|id| id.image_digest()).unwrap_or_default().to_owned();
+    let digest = image
+        .image_id()
+        .and_then(|id| id.image_digest())
+        .unwrap_or_default()
+        .to_owned();
     let config_digest = image.image_manifest().and_then(manifest_config_digest);
-    Ok(Some(TaggedImage { digest, config_digest }))
+    Ok(Some(TaggedImage {
+        digest,
+        config_digest,
+    }))
 }
 
 /// What [`tagged_image`] found.
@@ -86,7 +120,11 @@ pub struct TaggedImage {
 /// `config.digest` of an image manifest.
 fn manifest_config_digest(manifest: &str) -> Option<String> {
     let value: serde_json::Value = serde_json::from_str(manifest).ok()?;
-    value.get("config")?.get("digest")?.as_str().map(str::to_owned)
+    value
+        .get("config")?
+        .get("digest")?
+        .as_str()
+        .map(str::to_owned)
 }
 
 fn bad_token(what: &str) -> AwsError {
@@ -103,7 +141,9 @@ fn decode_token(token: &str) -> Result<(String, String), AwsError> {
         .decode(token.trim())
         .map_err(|_| bad_token("not base64"))?;
     let text = String::from_utf8(bytes).map_err(|_| bad_token("not UTF-8"))?;
-    let (user, password) = text.split_once(':').ok_or_else(|| bad_token("no `user:password` inside"))?;
+    let (user, password) = text
+        .split_once(':')
+        .ok_or_else(|| bad_token("no `user:password` inside"))?;
     Ok((user.to_owned(), password.to_owned()))
 }
 
@@ -120,18 +160,27 @@ mod tests {
     #[test]
     fn token_and_endpoint() {
         let token = base64::engine::general_purpose::STANDARD.encode("AWS:pa:ss");
-        assert_eq!(decode_token(&token).unwrap(), ("AWS".to_owned(), "pa:ss".to_owned()));
+        assert_eq!(
+            decode_token(&token).unwrap(),
+            ("AWS".to_owned(), "pa:ss".to_owned())
+        );
         assert!(decode_token("!!!").is_err());
         let no_colon = base64::engine::general_purpose::STANDARD.encode("nocolon");
         assert!(decode_token(&no_colon).is_err());
-        assert_eq!(host_of("https://1.dkr.ecr.us-east-1.amazonaws.com"), "1.dkr.ecr.us-east-1.amazonaws.com");
+        assert_eq!(
+            host_of("https://1.dkr.ecr.us-east-1.amazonaws.com"),
+            "1.dkr.ecr.us-east-1.amazonaws.com"
+        );
         assert_eq!(host_of("https://h:5000/"), "h:5000");
     }
 
     #[test]
     fn config_digest_of_a_manifest() {
         let manifest = r#"{"schemaVersion":2,"config":{"mediaType":"application/vnd.docker.container.image.v1+json","size":1,"digest":"sha256:abc"},"layers":[]}"#;
-        assert_eq!(manifest_config_digest(manifest).as_deref(), Some("sha256:abc"));
+        assert_eq!(
+            manifest_config_digest(manifest).as_deref(),
+            Some("sha256:abc")
+        );
         assert_eq!(manifest_config_digest("{}"), None);
         assert_eq!(manifest_config_digest("not json"), None);
     }

@@ -11,7 +11,9 @@ use aws_config::{BehaviorVersion, SdkConfig};
 /// A failure talking to AWS, with the call, the cause and what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum AwsError {
-    #[error("no AWS region: set AWS_REGION (CodeBuild sets it; locally, `export AWS_REGION=ap-northeast-1`)")]
+    #[error(
+        "no AWS region: set AWS_REGION (CodeBuild sets it; locally, `export AWS_REGION=ap-northeast-1`)"
+    )]
     NoRegion,
     #[error("{call} failed: {cause}{}", hint.map(|h| format!(" ({h})")).unwrap_or_default())]
     Call {
@@ -30,7 +32,10 @@ pub async fn load() -> Result<SdkConfig, AwsError> {
         .operation_attempt_timeout(Duration::from_secs(20))
         .operation_timeout(Duration::from_secs(60))
         .build();
-    let config = aws_config::defaults(BehaviorVersion::latest()).timeout_config(timeouts).load().await;
+    let config = aws_config::defaults(BehaviorVersion::latest())
+        .timeout_config(timeouts)
+        .load()
+        .await;
     if config.region().is_none() {
         return Err(AwsError::NoRegion);
     }
@@ -45,14 +50,26 @@ where
     let cause = aws_smithy_types::error::display::DisplayErrorContext(error).to_string();
     let cause = cause.split_whitespace().collect::<Vec<_>>().join(" ");
     let lower = cause.to_ascii_lowercase();
-    let hint = if lower.contains("no credentials") || lower.contains("credentialsnotloaded") || lower.contains("credentials provider") {
-        Some("no AWS credentials found: in CodeBuild the service role provides them; locally set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY")
+    let hint = if lower.contains("no credentials")
+        || lower.contains("credentialsnotloaded")
+        || lower.contains("credentials provider")
+    {
+        Some(
+            "no AWS credentials found: in CodeBuild the service role provides them; locally set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY",
+        )
     } else if lower.contains("accessdenied") || lower.contains("not authorized") {
         Some("the role lacks a permission: `ecrship policy` prints the policy this config needs")
-    } else if lower.contains("dispatch failure") || lower.contains("timeout") || lower.contains("connection") {
+    } else if lower.contains("dispatch failure")
+        || lower.contains("timeout")
+        || lower.contains("connection")
+    {
         Some("the AWS endpoint is unreachable: check the network and AWS_ENDPOINT_URL")
     } else {
         None
     };
-    AwsError::Call { call: call.to_owned(), cause, hint }
+    AwsError::Call {
+        call: call.to_owned(),
+        cause,
+        hint,
+    }
 }

@@ -10,7 +10,10 @@ use super::AwsError;
 use crate::secret::Secret;
 
 /// Fetches every named parameter, concurrently.
-pub async fn parameters(config: &SdkConfig, names: &BTreeSet<String>) -> Result<BTreeMap<String, Secret>, AwsError> {
+pub async fn parameters(
+    config: &SdkConfig,
+    names: &BTreeSet<String>,
+) -> Result<BTreeMap<String, Secret>, AwsError> {
     if names.is_empty() {
         return Ok(BTreeMap::new());
     }
@@ -43,7 +46,9 @@ fn parameter_error(name: &str, error: aws_sdk_ssm::error::SdkError<GetParameterE
         Some(e) if e.meta().code() == Some("AccessDeniedException") => AwsError::Call {
             call,
             cause: e.meta().message().unwrap_or("access denied").to_owned(),
-            hint: Some("the role needs ssm:GetParameter on this parameter (and kms:Decrypt for a customer-managed key)"),
+            hint: Some(
+                "the role needs ssm:GetParameter on this parameter (and kms:Decrypt for a customer-managed key)",
+            ),
         },
         _ => super::call_error(&call, &error),
     }

@@ -24,10 +24,23 @@ fn seed_project(tag: &str) -> Test {
 /// Runs a command in a throwaway container of `image` and returns its stdout.
 fn run_in(image: &str, script: &str) -> String {
     let out = std::process::Command::new("docker")
-        .args(["run", "--rm", "--network", "none", image, "sh", "-c", script])
+        .args([
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            image,
+            "sh",
+            "-c",
+            script,
+        ])
         .output()
         .expect("run docker");
-    assert!(out.status.success(), "docker run {image}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "docker run {image}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -45,16 +58,26 @@ fn remove_images(tag: &str) {
 #[test]
 fn release_dry_run_builds_the_seed_layout() {
     let tag = unique_name("dry");
-    let test = seed_project(&tag)
-        .env("MIX_ENV", "staging")
-        .env("ECRSHIP_REGISTRY", "123456789012.dkr.ecr.ap-northeast-1.amazonaws.com");
+    let test = seed_project(&tag).env("MIX_ENV", "staging").env(
+        "ECRSHIP_REGISTRY",
+        "123456789012.dkr.ecr.ap-northeast-1.amazonaws.com",
+    );
     let out = test.run_with(["release", "--dry-run"]);
     out.assert_success();
     for repo in ["app", "web", "log"] {
-        assert!(image_exists(&format!("{repo}:{tag}")), "{repo}:{tag} is tagged locally: {out}");
-        assert!(out.stderr.contains(&format!("[{repo}]")), "log lines carry the image: {out}");
+        assert!(
+            image_exists(&format!("{repo}:{tag}")),
+            "{repo}:{tag} is tagged locally: {out}"
+        );
+        assert!(
+            out.stderr.contains(&format!("[{repo}]")),
+            "log lines carry the image: {out}"
+        );
     }
-    assert_eq!(run_in(&format!("app:{tag}"), "cat /mix_env"), "mix_env=staging\n");
+    assert_eq!(
+        run_in(&format!("app:{tag}"), "cat /mix_env"),
+        "mix_env=staging\n"
+    );
     assert_eq!(run_in(&format!("app:{tag}"), "ls /app/lib"), "app.ex\n");
     let r = "123456789012.dkr.ecr.ap-northeast-1.amazonaws.com";
     let want = format!(
@@ -63,7 +86,12 @@ fn release_dry_run_builds_the_seed_layout() {
     assert_eq!(test.read("imagedefinitions.json"), want);
     // The summary names every image with its id.
     for repo in ["app", "web", "log"] {
-        assert!(out.stdout.lines().any(|l| l.starts_with(repo) && l.contains(&tag)), "{out}");
+        assert!(
+            out.stdout
+                .lines()
+                .any(|l| l.starts_with(repo) && l.contains(&tag)),
+            "{out}"
+        );
     }
     remove_images(&tag);
 }
@@ -71,15 +99,30 @@ fn release_dry_run_builds_the_seed_layout() {
 #[test]
 fn labels_carry_the_revision_and_the_build_arn() {
     let tag = unique_name("labels");
-    let test = seed_project(&tag).env("CODEBUILD_BUILD_ARN", "arn:aws:codebuild:us-east-1:123456789012:build/p:1");
+    let test = seed_project(&tag).env(
+        "CODEBUILD_BUILD_ARN",
+        "arn:aws:codebuild:us-east-1:123456789012:build/p:1",
+    );
     test.run_with(["build", "web"]).assert_success();
     let response = docker_api("GET", &format!("/images/web:{tag}/json")).unwrap();
     let inspect: serde_json::Value = serde_json::from_slice(&response.body).unwrap();
     let labels = &inspect["Config"]["Labels"];
     assert_eq!(labels["org.opencontainers.image.revision"], tag.as_str());
-    assert_eq!(labels["com.amazonaws.codebuild.build-arn"], "arn:aws:codebuild:us-east-1:123456789012:build/p:1");
-    assert!(labels["org.opencontainers.image.created"].as_str().unwrap_or("").ends_with('Z'), "{labels}");
-    assert!(!image_exists(&format!("app:{tag}")), "only the named image is built");
+    assert_eq!(
+        labels["com.amazonaws.codebuild.build-arn"],
+        "arn:aws:codebuild:us-east-1:123456789012:build/p:1"
+    );
+    assert!(
+        labels["org.opencontainers.image.created"]
+            .as_str()
+            .unwrap_or("")
+            .ends_with('Z'),
+        "{labels}"
+    );
+    assert!(
+        !image_exists(&format!("app:{tag}")),
+        "only the named image is built"
+    );
     remove_images(&tag);
 }
 
@@ -89,15 +132,29 @@ fn a_failing_step_names_the_image_and_keeps_the_artifact() {
         let tag = unique_name("fail");
         let base = &stack().base_image;
         let test = seed_project(&tag)
-            .file("dockerfiles/web/Dockerfile", format!("FROM {base}\nRUN echo about to fail; exit 3\n"))
+            .file(
+                "dockerfiles/web/Dockerfile",
+                format!("FROM {base}\nRUN echo about to fail; exit 3\n"),
+            )
             .file("imagedefinitions.json", "previous\n");
         let out = test.run_with(["release", "--dry-run", "--builder", builder]);
         out.assert_code(1);
         assert!(out.stderr.contains("image `web`"), "{builder}: {out}");
-        let daemon_error = out.stderr.contains("returned a non-zero code: 3") || out.stderr.contains("exit code: 3");
-        assert!(daemon_error, "{builder}: the daemon's error is shown: {out}");
-        assert!(out.stderr.contains("about to fail"), "{builder}: the log's tail is shown: {out}");
-        assert_eq!(test.read("imagedefinitions.json"), "previous\n", "{builder}");
+        let daemon_error = out.stderr.contains("returned a non-zero code: 3")
+            || out.stderr.contains("exit code: 3");
+        assert!(
+            daemon_error,
+            "{builder}: the daemon's error is shown: {out}"
+        );
+        assert!(
+            out.stderr.contains("about to fail"),
+            "{builder}: the log's tail is shown: {out}"
+        );
+        assert_eq!(
+            test.read("imagedefinitions.json"),
+            "previous\n",
+            "{builder}"
+        );
         remove_images(&tag);
     }
 }
@@ -106,11 +163,19 @@ fn a_failing_step_names_the_image_and_keeps_the_artifact() {
 fn both_builders_build_the_same_project() {
     for builder in ["classic", "buildkit"] {
         let tag = unique_name(builder);
-        let test = seed_project(&tag).env("MIX_ENV", builder).env("ECRSHIP_BUILDER", builder);
+        let test = seed_project(&tag)
+            .env("MIX_ENV", builder)
+            .env("ECRSHIP_BUILDER", builder);
         let out = test.run_with(["release", "--dry-run"]);
         out.assert_success();
-        assert_eq!(run_in(&format!("app:{tag}"), "cat /mix_env"), format!("mix_env={builder}\n"));
-        assert_eq!(run_in(&format!("web:{tag}"), "cat /www/index.html"), "<p>web</p>\n");
+        assert_eq!(
+            run_in(&format!("app:{tag}"), "cat /mix_env"),
+            format!("mix_env={builder}\n")
+        );
+        assert_eq!(
+            run_in(&format!("web:{tag}"), "cat /www/index.html"),
+            "<p>web</p>\n"
+        );
         remove_images(&tag);
     }
 }
@@ -134,8 +199,14 @@ fn builds_run_at_the_same_time() {
     let tag = unique_name("overlap");
     let base = &stack().base_image;
     let test = seed_project(&tag)
-        .file("dockerfiles/web/Dockerfile", format!("FROM {base}\nRUN echo web-start && sleep 3 && echo web-end\n"))
-        .file("dockerfiles/log/Dockerfile", format!("FROM {base}\nRUN echo log-start && sleep 3 && echo log-end\n"));
+        .file(
+            "dockerfiles/web/Dockerfile",
+            format!("FROM {base}\nRUN echo web-start && sleep 3 && echo web-end\n"),
+        )
+        .file(
+            "dockerfiles/log/Dockerfile",
+            format!("FROM {base}\nRUN echo log-start && sleep 3 && echo log-end\n"),
+        );
     let out = test.run_with(["build", "web", "log", "--no-cache"]);
     out.assert_success();
     let position = |needle: &str| {
@@ -145,7 +216,10 @@ fn builds_run_at_the_same_time() {
             .unwrap_or_else(|| panic!("`{needle}` not in the log: {out}"))
     };
     let first_end = position("web-end").min(position("log-end"));
-    assert!(position("web-start") < first_end && position("log-start") < first_end, "{out}");
+    assert!(
+        position("web-start") < first_end && position("log-start") < first_end,
+        "{out}"
+    );
     remove_images(&tag);
 }
 
@@ -156,7 +230,11 @@ fn unreachable_daemon_exits_1() {
         .file("imagedefinitions.json", "previous\n");
     let out = test.run_with(["release", "--dry-run"]);
     out.assert_code(1);
-    assert!(out.stderr.contains("cannot reach the Docker daemon at unix:///nonexistent/docker.sock"), "{out}");
+    assert!(
+        out.stderr
+            .contains("cannot reach the Docker daemon at unix:///nonexistent/docker.sock"),
+        "{out}"
+    );
     assert_eq!(test.read("imagedefinitions.json"), "previous\n");
 }
 
@@ -169,5 +247,8 @@ fn unset_required_build_arg_is_bad_input() {
     );
     let out = test.run_with(["build"]);
     out.assert_code(2);
-    assert!(out.stderr.contains("MIX_ENV_FOR_TEST") && out.stderr.contains("image `app`"), "{out}");
+    assert!(
+        out.stderr.contains("MIX_ENV_FOR_TEST") && out.stderr.contains("image `app`"),
+        "{out}"
+    );
 }

@@ -37,7 +37,11 @@ fn tag_from_environment_then_fallback() {
 
 #[test]
 fn tag_empty_file_falls_through() {
-    let out = Test::new().file(".git-commit-hash", "").env(CBV, "fromenv").arg("tag").run();
+    let out = Test::new()
+        .file(".git-commit-hash", "")
+        .env(CBV, "fromenv")
+        .arg("tag")
+        .run();
     out.assert_success();
     assert_eq!(out.stdout, "fromenv\n");
 }
@@ -53,24 +57,42 @@ fn tag_verbose_names_the_source_on_stderr_only() {
 #[test]
 fn tag_invalid_values_exit_2_naming_the_file() {
     for content in ["bad tag!\n".to_owned(), format!("{}\n", "a".repeat(129))] {
-        let out = Test::new().file(".git-commit-hash", &content).arg("tag").run();
+        let out = Test::new()
+            .file(".git-commit-hash", &content)
+            .arg("tag")
+            .run();
         out.assert_code(2);
         assert!(out.stderr.contains(".git-commit-hash"), "{out}");
-        assert!(out.stderr.contains(content.trim()), "the value is shown: {out}");
+        assert!(
+            out.stderr.contains(content.trim()),
+            "the value is shown: {out}"
+        );
         assert!(out.stdout.is_empty(), "{out}");
     }
 }
 
 #[test]
 fn tag_rejects_an_s3_version_id_from_the_environment() {
-    let out = Test::new().env(CBV, "3sL4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY/x").arg("tag").run();
+    let out = Test::new()
+        .env(CBV, "3sL4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY/x")
+        .arg("tag")
+        .run();
     out.assert_code(2);
-    assert!(out.stderr.contains(CBV) && out.stderr.contains("`/` or `+`"), "{out}");
+    assert!(
+        out.stderr.contains(CBV) && out.stderr.contains("`/` or `+`"),
+        "{out}"
+    );
 }
 
 #[test]
 fn tag_works_in_a_folder_without_images() {
-    let out = Test::new().file("ecrship.toml", "[tag]\nfallback = \"dev\"\n[[image]]\nname = \"app\"\n").arg("tag").run();
+    let out = Test::new()
+        .file(
+            "ecrship.toml",
+            "[tag]\nfallback = \"dev\"\n[[image]]\nname = \"app\"\n",
+        )
+        .arg("tag")
+        .run();
     out.assert_success();
     assert_eq!(out.stdout, "dev\n");
 }
@@ -86,10 +108,16 @@ fn plan_shows_the_seed_layout_and_writes_nothing() {
     for name in ["app", "web", "log"] {
         let uri = format!("{REGISTRY}/{name}:abc12345");
         assert!(out.stdout.contains(&uri), "{uri} missing: {out}");
-        assert!(out.stdout.contains(&format!("{REGISTRY}/{name}:latest")), "{out}");
+        assert!(
+            out.stdout.contains(&format!("{REGISTRY}/{name}:latest")),
+            "{out}"
+        );
     }
     assert!(out.stdout.contains("dockerfiles/app/Dockerfile"), "{out}");
-    assert!(!test.path("imagedefinitions.json").exists(), "plan writes nothing");
+    assert!(
+        !test.path("imagedefinitions.json").exists(),
+        "plan writes nothing"
+    );
 }
 
 #[test]
@@ -113,16 +141,26 @@ fn plan_json_is_one_document_with_the_artifact() {
 fn plan_without_account_uses_a_placeholder_that_says_what_to_set() {
     let out = seed_layout().arg("plan").run();
     out.assert_success();
-    assert!(out.stdout.contains("ACCOUNT_ID.dkr.ecr.REGION.amazonaws.com/app:latest"), "{out}");
+    assert!(
+        out.stdout
+            .contains("ACCOUNT_ID.dkr.ecr.REGION.amazonaws.com/app:latest"),
+        "{out}"
+    );
     assert!(out.stderr.contains("AWS_ACCOUNT_ID"), "{out}");
 }
 
 #[test]
 fn plan_registry_from_environment_twin() {
-    let out = seed_layout().env("ECRSHIP_REGISTRY", "127.0.0.1:5000").args(["plan", "web"]).run();
+    let out = seed_layout()
+        .env("ECRSHIP_REGISTRY", "127.0.0.1:5000")
+        .args(["plan", "web"])
+        .run();
     out.assert_success();
     assert!(out.stdout.contains("127.0.0.1:5000/web:latest"), "{out}");
-    assert!(!out.stdout.contains("/app:"), "only the selected image: {out}");
+    assert!(
+        !out.stdout.contains("/app:"),
+        "only the selected image: {out}"
+    );
 }
 
 #[test]
@@ -132,7 +170,11 @@ fn global_flags_before_or_after_the_command() {
     let b = test.run_with(["plan", "--output", "json"]);
     a.assert_success();
     assert_eq!(a.stdout, b.stdout);
-    let c = Test::new().dir("sub").file("sub/.git-commit-hash", "fromsub\n").args(["tag", "-C", "sub"]).run();
+    let c = Test::new()
+        .dir("sub")
+        .file("sub/.git-commit-hash", "fromsub\n")
+        .args(["tag", "-C", "sub"])
+        .run();
     assert_eq!(c.stdout, "fromsub\n", "{c}");
 }
 
@@ -151,15 +193,47 @@ fn bad_usage_exits_2() {
 #[test]
 fn config_errors_name_file_line_and_value() {
     let cases: &[(&str, &str, &[&str])] = &[
-        ("syntax", "[[image]]\nname = \"app\"\ncontext = [\n", &["ecrship.toml line 3"]),
-        ("unknown key", "[[image]]\nname = \"app\"\ncontxt = \"x\"\n", &["line 3", "contxt"]),
-        ("wrong type", "jobs = \"many\"\n[[image]]\nname = \"app\"\n", &["line 1", "jobs"]),
-        ("duplicate", "[[image]]\nname = \"app\"\n\n[[image]]\nname = \"app\"\n", &["line 4", "`app` is used twice"]),
-        ("repository", "[[image]]\nname = \"app\"\nrepository = \"My_App\"\n", &["line 3", "`My_App`"]),
+        (
+            "syntax",
+            "[[image]]\nname = \"app\"\ncontext = [\n",
+            &["ecrship.toml line 3"],
+        ),
+        (
+            "unknown key",
+            "[[image]]\nname = \"app\"\ncontxt = \"x\"\n",
+            &["line 3", "contxt"],
+        ),
+        (
+            "wrong type",
+            "jobs = \"many\"\n[[image]]\nname = \"app\"\n",
+            &["line 1", "jobs"],
+        ),
+        (
+            "duplicate",
+            "[[image]]\nname = \"app\"\n\n[[image]]\nname = \"app\"\n",
+            &["line 4", "`app` is used twice"],
+        ),
+        (
+            "repository",
+            "[[image]]\nname = \"app\"\nrepository = \"My_App\"\n",
+            &["line 3", "`My_App`"],
+        ),
         ("no images", "registry = \"r.example\"\n", &["no images"]),
-        ("leaves root", "[[image]]\nname = \"app\"\ncontext = \"../elsewhere\"\n", &["line 3", "../elsewhere"]),
-        ("missing dockerfile", "[[image]]\nname = \"app\"\ndockerfile = \"nope/Dockerfile\"\n", &["line 1", "nope/Dockerfile", "not found"]),
-        ("missing context", "[[image]]\nname = \"app\"\ncontext = \"gone\"\n", &["line 1", "`gone`", "not a folder"]),
+        (
+            "leaves root",
+            "[[image]]\nname = \"app\"\ncontext = \"../elsewhere\"\n",
+            &["line 3", "../elsewhere"],
+        ),
+        (
+            "missing dockerfile",
+            "[[image]]\nname = \"app\"\ndockerfile = \"nope/Dockerfile\"\n",
+            &["line 1", "nope/Dockerfile", "not found"],
+        ),
+        (
+            "missing context",
+            "[[image]]\nname = \"app\"\ncontext = \"gone\"\n",
+            &["line 1", "`gone`", "not a folder"],
+        ),
     ];
     for (what, config, needles) in cases {
         let test = Test::new()
@@ -193,9 +267,15 @@ fn explicit_config_path_and_its_absence() {
 
 #[test]
 fn seed_default_names_the_missing_dockerfile() {
-    let out = Test::new().file("dockerfiles/app/Dockerfile", "FROM scratch\n").arg("plan").run();
+    let out = Test::new()
+        .file("dockerfiles/app/Dockerfile", "FROM scratch\n")
+        .arg("plan")
+        .run();
     out.assert_code(2);
-    assert!(out.stderr.contains("image `web`") && out.stderr.contains("dockerfiles/web"), "{out}");
+    assert!(
+        out.stderr.contains("image `web`") && out.stderr.contains("dockerfiles/web"),
+        "{out}"
+    );
     assert!(out.stderr.contains("no ecrship.toml"), "{out}");
 }
 
@@ -203,7 +283,11 @@ fn seed_default_names_the_missing_dockerfile() {
 fn version_names_the_commit() {
     let out = Test::new().arg("--version").run();
     out.assert_success();
-    assert!(out.stdout.starts_with(&format!("ecrship {}", env!("CARGO_PKG_VERSION"))), "{out}");
+    assert!(
+        out.stdout
+            .starts_with(&format!("ecrship {}", env!("CARGO_PKG_VERSION"))),
+        "{out}"
+    );
     assert!(out.stdout.contains('('), "{out}");
 }
 
@@ -221,21 +305,33 @@ fn policy_names_exactly_the_repositories_and_parameters() {
     assert_eq!(doc["Version"], "2012-10-17");
     let statements = doc["Statement"].as_array().unwrap();
     let resources = |sid: &str| -> Vec<String> {
-        let s = statements.iter().find(|s| s["Sid"] == sid).unwrap_or_else(|| panic!("{sid}: {out}"));
+        let s = statements
+            .iter()
+            .find(|s| s["Sid"] == sid)
+            .unwrap_or_else(|| panic!("{sid}: {out}"));
         match &s["Resource"] {
             serde_json::Value::String(r) => vec![r.clone()],
-            serde_json::Value::Array(list) => list.iter().map(|r| r.as_str().unwrap().to_owned()).collect(),
+            serde_json::Value::Array(list) => list
+                .iter()
+                .map(|r| r.as_str().unwrap().to_owned())
+                .collect(),
             other => panic!("{other}"),
         }
     };
     assert_eq!(resources("EcrLogin"), ["*"]);
     assert_eq!(
         resources("EcrPush"),
-        ["arn:aws:ecr:eu-west-1:123456789012:repository/team/app", "arn:aws:ecr:eu-west-1:123456789012:repository/web"]
+        [
+            "arn:aws:ecr:eu-west-1:123456789012:repository/team/app",
+            "arn:aws:ecr:eu-west-1:123456789012:repository/web"
+        ]
     );
     assert_eq!(
         resources("SsmParameters"),
-        ["arn:aws:ssm:eu-west-1:123456789012:parameter/app/prod/KEY", "arn:aws:ssm:eu-west-1:123456789012:parameter/PLAIN"]
+        [
+            "arn:aws:ssm:eu-west-1:123456789012:parameter/app/prod/KEY",
+            "arn:aws:ssm:eu-west-1:123456789012:parameter/PLAIN"
+        ]
     );
     assert!(out.stderr.contains("kms:Decrypt"), "{out}");
 }

@@ -191,7 +191,11 @@ impl Test {
     }
 
     /// Like `run_with`, with extra environment variables for this one run.
-    pub fn run_with_env<I, S>(&self, args: I, env: impl IntoIterator<Item = (&'static str, &'static str)>) -> Output
+    pub fn run_with_env<I, S>(
+        &self,
+        args: I,
+        env: impl IntoIterator<Item = (&'static str, &'static str)>,
+    ) -> Output
     where
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,

@@ -1,5 +1,6 @@
-mod harness;
-mod smoke;
-mod cli;
 mod build;
+mod cli;
+mod harness;
 mod push;
+mod secrets;
+mod smoke;
