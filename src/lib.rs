@@ -182,7 +182,7 @@ impl Steps<'_> {
             let jobs = config.jobs.unwrap_or(plan.images.len());
             // Only ECR can tell what an immutable tag holds; another registry has no immutable tags.
             let is_ecr = plan.registry.source == RegistrySource::Ecr
-                || plan.registry.host.contains(".dkr.ecr.");
+                || plan::ecr_registry(&plan.registry.host).is_some();
             let ecr = is_ecr.then_some(aws);
             let pushed = pipeline::push(
                 &daemon,

@@ -372,7 +372,8 @@ async fn already_there(
     let Some(ecr) = ecr else {
         return Err(other(None));
     };
-    match crate::aws::ecr::tagged_image(ecr, registry_host, &image.repository, tag).await? {
+    let account = crate::plan::ecr_registry(registry_host).map(|(account, _)| account);
+    match crate::aws::ecr::tagged_image(ecr, account, &image.repository, tag).await? {
         Some(found) if found.config_digest.as_deref() == Some(local_id) => {
             tracing::info!(
                 "[{}] {}:{tag} already holds this image ({})",

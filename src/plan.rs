@@ -98,6 +98,37 @@ pub fn ecr_host(account: &str, region: &str) -> String {
     format!("{account}.dkr.ecr.{region}.{suffix}")
 }
 
+/// The account and region of an ECR registry host
+/// (`<account>.dkr.ecr[-fips].<region>.amazonaws.com[.cn]`, optionally with a port), else `None`.
+/// The placeholder `ACCOUNT_ID.dkr.ecr.REGION.amazonaws.com` is not an ECR host.
+pub fn ecr_registry(host: &str) -> Option<(&str, &str)> {
+    let host = host.trim();
+    let host = match host.rsplit_once(':') {
+        Some((name, port)) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => name,
+        _ => host,
+    };
+    let rest = host
+        .strip_suffix(".amazonaws.com")
+        .or_else(|| host.strip_suffix(".amazonaws.com.cn"))?;
+    let (account, rest) = rest.split_once('.')?;
+    let region = rest
+        .strip_prefix("dkr.ecr.")
+        .or_else(|| rest.strip_prefix("dkr.ecr-fips."))?;
+    let is_account = account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit());
+    (is_account && is_region(region)).then_some((account, region))
+}
+
+/// `us-east-1`, `cn-north-1`, `us-gov-west-1`: lowercase words joined by `-`, ending in a number.
+fn is_region(region: &str) -> bool {
+    let parts: Vec<&str> = region.split('-').collect();
+    parts.len() >= 3
+        && parts[..parts.len() - 1]
+            .iter()
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase()))
+        && parts[parts.len() - 1].bytes().all(|b| b.is_ascii_digit())
+        && !parts[parts.len() - 1].is_empty()
+}
+
 /// One image of the plan.
 #[derive(Debug, Clone, Serialize)]
 pub struct PlannedImage {

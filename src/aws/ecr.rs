@@ -72,22 +72,18 @@ pub async fn create_repositories(config: &SdkConfig, names: &[&str]) -> Result<(
 
 /// The image a tag names in an ECR repository: the manifest's digest and its config digest
 /// (which equals the local image id of the image that was pushed). `None` when the tag is absent.
+/// `registry_id` is the registry's account when it is not the caller's.
 pub async fn tagged_image(
     config: &SdkConfig,
-    registry_host: &str,
+    registry_id: Option<&str>,
     repository: &str,
     tag: &str,
 ) -> Result<Option<TaggedImage>, AwsError> {
     use aws_sdk_ecr::types::ImageIdentifier;
     let client = aws_sdk_ecr::Client::new(config);
-    // The registry may belong to another account than the caller's: its id leads the host.
-    let account = registry_host
-        .split('.')
-        .next()
-        .filter(|a| a.len() == 12 && a.bytes().all(|b| b.is_ascii_digit()));
     let out = client
         .batch_get_image()
-        .set_registry_id(account.map(str::to_owned))
+        .set_registry_id(registry_id.map(str::to_owned))
         .repository_name(repository)
         .image_ids(ImageIdentifier::builder().image_tag(tag).build())
         .accepted_media_types("application/vnd.docker.distribution.manifest.v2+json")
