@@ -1,0 +1,15 @@
+#!/bin/bash
+# Contender A, build phase: the seed's dockerfiles/build-docker-images.sh, one `docker build`
+# after another, run from the source root as CodeBuild runs it.
+#
+# What the benchmark changed, and nothing else:
+# - REPO_PREFIX (empty in the seed) puts the images under a namespace of the benchmark's own;
+# - DOCKER_BUILDKIT=0: the docker CLI here (28.x) has no buildx plugin, so the seed's
+#   `docker build` runs on the classic builder (as it did on CodeBuild's docker:17.09 image);
+# - set -e, so that a failure is noticed (the seed relied on the last command's status).
+set -e
+export DOCKER_BUILDKIT=0
+
+docker build -t "${REPO_PREFIX}app:latest" -f dockerfiles/app/Dockerfile --build-arg MIX_ENV --build-arg SECRET_KEY_BASE ./
+docker build -t "${REPO_PREFIX}web:latest" ./dockerfiles/web
+docker build -t "${REPO_PREFIX}log:latest" ./dockerfiles/log
