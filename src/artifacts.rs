@@ -70,6 +70,42 @@ pub fn write_atomic(path: &Path, content: &str) -> Result<(), WriteError> {
     Ok(())
 }
 
+/// Checks, before any work, that [`write_atomic`] can write `path`: its folder exists and takes a
+/// new file, and `path` is not a folder. Leaves nothing behind.
+pub fn check_writable(path: &Path) -> Result<(), WriteError> {
+    let fail = |cause| WriteError {
+        path: path.to_path_buf(),
+        cause,
+    };
+    if path.is_dir() {
+        return Err(fail(io::Error::new(
+            io::ErrorKind::IsADirectory,
+            "it is a folder",
+        )));
+    }
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if let Err(e) = tempfile::Builder::new()
+        .prefix(".ecrship-")
+        .suffix(".tmp")
+        .tempfile_in(dir)
+    {
+        // Said plainly, without the random name of the probe file.
+        let cause = match e.kind() {
+            io::ErrorKind::NotFound => format!("the folder `{}` does not exist", dir.display()),
+            io::ErrorKind::NotADirectory => format!("`{}` is not a folder", dir.display()),
+            io::ErrorKind::PermissionDenied => {
+                format!("the folder `{}` is not writable", dir.display())
+            }
+            _ => return Err(fail(e)),
+        };
+        return Err(fail(io::Error::new(e.kind(), cause)));
+    }
+    Ok(())
+}
+
 #[cfg(unix)]
 fn set_readable(file: &std::fs::File) -> io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
@@ -126,5 +162,25 @@ mod tests {
             ["imagedefinitions.json"],
             "no temporary file left behind"
         );
+    }
+
+    #[test]
+    fn writability_is_checked_without_leftovers() {
+        let dir = tempfile::tempdir().unwrap();
+        check_writable(&dir.path().join("imagedefinitions.json")).unwrap();
+        let err = check_writable(&dir.path().join("out/imagedefinitions.json")).unwrap_err();
+        assert!(
+            err.to_string().contains("out/imagedefinitions.json"),
+            "{err}"
+        );
+        assert!(err.to_string().ends_with("out` does not exist"), "{err}");
+        std::fs::create_dir(dir.path().join("folder.json")).unwrap();
+        let err = check_writable(&dir.path().join("folder.json")).unwrap_err();
+        assert!(err.to_string().contains("it is a folder"), "{err}");
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left, ["folder.json"], "no temporary file left behind");
     }
 }

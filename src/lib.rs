@@ -117,6 +117,11 @@ impl Steps<'_> {
                     .into(),
             ));
         }
+        // The artifacts are written last, after the pushes: a folder that cannot take them
+        // must fail the run before anything is built or pushed.
+        if self.push.is_some() || self.dry_run {
+            artifacts::check_writable(&root.join(&plan.imagedefinitions))?;
+        }
         let env = |name: &str| std::env::var(name).ok();
         block_on(async {
             let daemon = docker::Daemon::connect().await?;

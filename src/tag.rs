@@ -113,7 +113,20 @@ fn from_file(root: &Path, name: &str) -> Result<Option<String>, TagError> {
             let line = text.lines().next().unwrap_or("").trim();
             Ok((!line.is_empty()).then(|| line.to_owned()))
         }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        // A link to nothing is a broken checkout, not an absent file: never fall back past it.
+        Err(e) if e.kind() == io::ErrorKind::NotFound => match std::fs::read_link(&path) {
+            Ok(target) => Err(TagError::Unreadable {
+                path: name.to_owned(),
+                cause: io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!(
+                        "it is a symbolic link to `{}`, which does not exist",
+                        target.display()
+                    ),
+                ),
+            }),
+            Err(_) => Ok(None),
+        },
         Err(cause) => Err(TagError::Unreadable {
             path: name.to_owned(),
             cause,
@@ -222,6 +235,19 @@ mod tests {
         };
         let t = resolve_with(&[], &[(CBV, "0123456789abcdef")], config).unwrap();
         assert_eq!(t.value, "01234567");
+    }
+
+    #[test]
+    fn a_dangling_tag_file_link_is_an_error_not_a_fallback() {
+        let dir = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink("nowhere", dir.path().join(".git-commit-hash")).unwrap();
+        let env = |_: &str| Some("fromenv".to_owned());
+        let err = resolve(dir.path(), &TagConfig::default(), env).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("`.git-commit-hash`") && msg.contains("`nowhere`"),
+            "{msg}"
+        );
     }
 
     #[test]

@@ -47,7 +47,18 @@ pub(crate) fn call_error<E>(call: &str, error: &aws_sdk_ecr::error::SdkError<E>)
 where
     E: std::error::Error + 'static,
 {
-    let cause = aws_smithy_types::error::display::DisplayErrorContext(error).to_string();
+    // Each error of the chain once, without the `Debug` dump that `DisplayErrorContext` adds
+    // (a thousand characters of struct fields and response headers on one line).
+    let mut cause = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(e) = source {
+        let text = e.to_string();
+        if !cause.contains(&text) {
+            cause.push_str(": ");
+            cause.push_str(&text);
+        }
+        source = e.source();
+    }
     let cause = cause.split_whitespace().collect::<Vec<_>>().join(" ");
     let lower = cause.to_ascii_lowercase();
     let hint = if lower.contains("no credentials")

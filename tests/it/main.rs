@@ -4,3 +4,4 @@ mod harness;
 mod push;
 mod secrets;
 mod smoke;
+mod faults;
