@@ -243,9 +243,15 @@ fn labels(
         "org.opencontainers.image.revision".to_owned(),
         tag.to_owned(),
     );
+    // SOURCE_DATE_EPOCH (seconds) gives reproducible builds a fixed creation time.
+    let created = env("SOURCE_DATE_EPOCH")
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .map_or_else(SystemTime::now, |secs| {
+            SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(secs)
+        });
     labels.insert(
         "org.opencontainers.image.created".to_owned(),
-        rfc3339(SystemTime::now()),
+        rfc3339(created),
     );
     if let Some(arn) = env("CODEBUILD_BUILD_ARN").filter(|a| !a.is_empty()) {
         labels.insert("com.amazonaws.codebuild.build-arn".to_owned(), arn);

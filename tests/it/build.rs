@@ -99,10 +99,12 @@ fn release_dry_run_builds_the_seed_layout() {
 #[test]
 fn labels_carry_the_revision_and_the_build_arn() {
     let tag = unique_name("labels");
-    let test = seed_project(&tag).env(
-        "CODEBUILD_BUILD_ARN",
-        "arn:aws:codebuild:us-east-1:123456789012:build/p:1",
-    );
+    let test = seed_project(&tag)
+        .env(
+            "CODEBUILD_BUILD_ARN",
+            "arn:aws:codebuild:us-east-1:123456789012:build/p:1",
+        )
+        .env("SOURCE_DATE_EPOCH", "1798761599");
     test.run_with(["build", "web"]).assert_success();
     let response = docker_api("GET", &format!("/images/web:{tag}/json")).unwrap();
     let inspect: serde_json::Value = serde_json::from_slice(&response.body).unwrap();
@@ -112,12 +114,9 @@ fn labels_carry_the_revision_and_the_build_arn() {
         labels["com.amazonaws.codebuild.build-arn"],
         "arn:aws:codebuild:us-east-1:123456789012:build/p:1"
     );
-    assert!(
-        labels["org.opencontainers.image.created"]
-            .as_str()
-            .unwrap_or("")
-            .ends_with('Z'),
-        "{labels}"
+    assert_eq!(
+        labels["org.opencontainers.image.created"], "2026-12-31T23:59:59Z",
+        "from SOURCE_DATE_EPOCH"
     );
     assert!(
         !image_exists(&format!("app:{tag}")),
