@@ -310,32 +310,15 @@ pub async fn push(
             }
         }
     }
-    let mut pushed: Vec<(usize, Pushed)> = stream::iter(local.into_iter().enumerate())
+    // Every image's own tag first; the extra tags (`latest`) move only once all of them are in,
+    // so a failure never leaves `latest` on an image that the artifact does not name.
+    let started = Instant::now();
+    let mut pushed: Vec<(usize, Pushed)> = stream::iter(local.iter().enumerate())
         .map(|(index, (image, id))| async move {
-            let started = Instant::now();
-            let mut on_line = |line: &str| tracing::info!("[{}] {line}", image.name);
-            let mut digest = None;
-            for uri in std::iter::once(&image.uri).chain(&image.extra_uris) {
-                let (repo, tag) = uri.rsplit_once(':').unwrap_or((uri.as_str(), "latest"));
-                daemon
-                    .tag(&id, repo, tag)
-                    .await
-                    .map_err(|e| image_error(image, e.into()))?;
-                tracing::info!("[{}] pushing {uri}", image.name);
-                let got = match daemon.push(repo, tag, credentials, &mut on_line).await {
-                    Ok(got) => got,
-                    Err(e) if is_immutable_tag(&e.to_string()) => {
-                        already_there(options.ecr, &plan.registry.host, image, tag, &id)
-                            .await
-                            .map_err(|e| image_error(image, e))?
-                    }
-                    Err(e) => return Err(image_error(image, e.into())),
-                };
-                digest.get_or_insert(got);
-            }
+            let digest = push_one(daemon, plan, credentials, options, image, id, &image.uri).await?;
             let done = Pushed {
                 name: image.name.clone(),
-                digest: digest.unwrap_or_default(),
+                digest,
                 push_seconds: started.elapsed().as_secs_f64(),
             };
             tracing::info!(
@@ -350,8 +333,44 @@ pub async fn push(
         .buffer_unordered(options.jobs.max(1))
         .try_collect()
         .await?;
+    let extras = local
+        .iter()
+        .flat_map(|(image, id)| image.extra_uris.iter().map(move |uri| (*image, id, uri)));
+    stream::iter(extras)
+        .map(|(image, id, uri)| push_one(daemon, plan, credentials, options, image, id, uri))
+        .buffer_unordered(options.jobs.max(1))
+        .try_collect::<Vec<String>>()
+        .await?;
     pushed.sort_by_key(|(index, _)| *index);
     Ok(pushed.into_iter().map(|(_, p)| p).collect())
+}
+
+/// Tags the local image `id` as `uri` and pushes it; returns the digest the registry holds.
+async fn push_one(
+    daemon: &Daemon,
+    plan: &Plan,
+    credentials: &Credentials,
+    options: &PushOptions<'_>,
+    image: &PlannedImage,
+    id: &str,
+    uri: &str,
+) -> Result<String, Error> {
+    let (repo, tag) = uri.rsplit_once(':').unwrap_or((uri, "latest"));
+    daemon
+        .tag(id, repo, tag)
+        .await
+        .map_err(|e| image_error(image, e.into()))?;
+    tracing::info!("[{}] pushing {uri}", image.name);
+    let mut on_line = |line: &str| tracing::info!("[{}] {line}", image.name);
+    match daemon.push(repo, tag, credentials, &mut on_line).await {
+        Ok(digest) => Ok(digest),
+        Err(e) if is_immutable_tag(&e.to_string()) => {
+            already_there(options.ecr, &plan.registry.host, image, tag, id)
+                .await
+                .map_err(|e| image_error(image, e))
+        }
+        Err(e) => Err(image_error(image, e.into())),
+    }
 }
 
 /// Whether a push failed because the tag exists in an immutable ECR repository.
