@@ -64,7 +64,7 @@ use bollard::errors::Error as BollardError;
 use bollard::moby::buildkit::v1::StatusResponse;
 use bollard::models::{BuildInfo, BuildInfoAux};
 use bollard::query_parameters::{
-    BuildImageOptions, BuilderVersion, PushImageOptions, RemoveImageOptions, TagImageOptions,
+    BuildImageOptions, BuilderVersion, PushImageOptions, TagImageOptions,
 };
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt, TryStreamExt};
@@ -122,8 +122,6 @@ pub struct BuildRequest {
     pub no_cache: bool,
     /// `--pull`: always look for a newer base image.
     pub pull: bool,
-    /// `--cache-from` images.
-    pub cache_from: Vec<String>,
     /// BuildKit secret mounts, id → value (`RUN --mount=type=secret,id=<id>` reads the value at
     /// `/run/secrets/<id>`); a later duplicate id wins. BuildKit only.
     pub secrets: Vec<(String, Secret)>,
@@ -650,20 +648,6 @@ impl Daemon {
         }
         digest.ok_or_else(|| "the push ended without the registry reporting a digest".to_string())
     }
-
-    /// Removes a local image reference (no force, pruning untagged parents).
-    pub async fn remove_image(&self, image: &str) -> Result<(), DockerError> {
-        let options = RemoveImageOptions {
-            force: false,
-            noprune: false,
-            platforms: None,
-        };
-        self.docker
-            .remove_image(image, Some(options), None)
-            .await
-            .map(|_| ())
-            .map_err(|e| api_error(format!("remove image {image}"), &e))
-    }
 }
 
 /// The query of `POST /build` for `req`; `session` only for BuildKit. Secrets are not in it.
@@ -677,7 +661,6 @@ fn build_options(req: &BuildRequest, session: Option<String>) -> BuildImageOptio
         t: req.tags.first().cloned(),
         nocache: req.no_cache,
         pull: req.pull.then(|| "1".to_string()),
-        cachefrom: (!req.cache_from.is_empty()).then(|| req.cache_from.clone()),
         buildargs: pairs(&req.build_args),
         labels: pairs(&req.labels),
         platform: req.platform.clone().unwrap_or_default(),

@@ -17,6 +17,18 @@ pub mod secret;
 pub mod session;
 pub mod tag;
 
+/// An environment for unit tests: the given variables and nothing else.
+#[cfg(test)]
+pub(crate) mod test_env {
+    pub fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
+        let pairs: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
+    }
+}
+
 use cli::{Cli, Command};
 use config::Config;
 pub use error::Error;
@@ -54,7 +66,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
                 .as_deref()
                 .or(config.registry.as_deref());
             let scope = policy::resolve_scope(registry, env);
-            let policy = policy::policy(&config, &scope, false, create_repositories);
+            let policy = policy::policy(&config, &scope, create_repositories);
             for note in &policy.notes {
                 tracing::warn!("{note}");
             }

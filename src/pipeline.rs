@@ -69,7 +69,6 @@ pub async fn build(
             builder: options.builder,
             no_cache: options.no_cache,
             pull: options.pull,
-            cache_from: Vec::new(),
             secrets,
         };
         jobs.push((image, prepared, request));
@@ -315,7 +314,8 @@ pub async fn push(
     let started = Instant::now();
     let mut pushed: Vec<(usize, Pushed)> = stream::iter(local.iter().enumerate())
         .map(|(index, (image, id))| async move {
-            let digest = push_one(daemon, plan, credentials, options, image, id, &image.uri).await?;
+            let digest =
+                push_one(daemon, plan, credentials, options, image, id, &image.uri).await?;
             let done = Pushed {
                 name: image.name.clone(),
                 digest,

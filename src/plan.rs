@@ -324,14 +324,7 @@ mod tests {
     use super::*;
     use crate::config::Origin;
     use crate::tag::TagSource;
-
-    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let pairs: Vec<(String, String)> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        move |k| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
-    }
+    use crate::test_env::env;
 
     #[test]
     fn registry_resolution_order() {

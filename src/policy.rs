@@ -134,14 +134,8 @@ const PUSH_ACTIONS: [&str; 6] = [
 
 /// The least-privilege policy for every image of `config`.
 ///
-/// `cache_from` adds `ecr:GetDownloadUrlForLayer` (pulling a cache image); `create_repositories`
-/// adds `ecr:CreateRepository` on the same repositories.
-pub fn policy(
-    config: &Config,
-    scope: &PolicyInput,
-    cache_from: bool,
-    create_repositories: bool,
-) -> Policy {
+/// `create_repositories` adds `ecr:CreateRepository` on the same repositories.
+pub fn policy(config: &Config, scope: &PolicyInput, create_repositories: bool) -> Policy {
     let PolicyInput {
         account,
         region,
@@ -155,9 +149,6 @@ pub fn policy(
     }];
 
     let mut action = PUSH_ACTIONS.to_vec();
-    if cache_from {
-        action.push("ecr:GetDownloadUrlForLayer");
-    }
     if create_repositories {
         action.push("ecr:CreateRepository");
     }
@@ -260,15 +251,8 @@ fn distinct(items: impl Iterator<Item = String>) -> Vec<String> {
 mod tests {
     use super::*;
     use crate::config::Origin;
+    use crate::test_env::env;
     use serde_json::json;
-
-    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let pairs: Vec<(String, String)> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        move |k| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
-    }
 
     fn config(text: &str) -> Config {
         Config::parse(text, Origin::Embedded).unwrap()
@@ -480,7 +464,7 @@ name = "worker"
 repository = "team/app"
 "#,
         );
-        let p = policy(&c, &scope("123456789012", "us-east-1"), false, false);
+        let p = policy(&c, &scope("123456789012", "us-east-1"), false);
         let want = json!({
             "Version": "2012-10-17",
             "Statement": [
@@ -541,7 +525,7 @@ repository = "team/app"
             "[[image]]\nname = \"zed\"\n[[image]]\nname = \"a1\"\nrepository = \"shared/x\"\n\
              [[image]]\nname = \"b1\"\nrepository = \"zed\"\n[[image]]\nname = \"c1\"\nrepository = \"shared/x\"\n",
         );
-        let p = policy(&c, &scope("123456789012", "us-east-1"), false, false);
+        let p = policy(&c, &scope("123456789012", "us-east-1"), false);
         let push = statement(&p, "EcrPush").unwrap();
         assert_eq!(
             push.resource.as_slice(),
@@ -558,7 +542,6 @@ repository = "team/app"
             &config("[[image]]\nname = \"app\"\n"),
             &scope("123456789012", "us-east-1"),
             false,
-            false,
         );
         assert_eq!(
             parsed(&p)["Statement"][1]["Resource"],
@@ -574,12 +557,7 @@ repository = "team/app"
             include_str!("default.toml"),
         ];
         for text in texts {
-            let p = policy(
-                &config(text),
-                &scope("123456789012", "us-east-1"),
-                true,
-                true,
-            );
+            let p = policy(&config(text), &scope("123456789012", "us-east-1"), true);
             let sids: Vec<&str> = p.document.statement.iter().map(|s| s.sid).collect();
             assert_eq!(sids, ["EcrLogin", "EcrPush"], "{text}");
             assert!(p.notes.is_empty(), "{:?}", p.notes);
@@ -590,24 +568,12 @@ repository = "team/app"
     #[test]
     fn optional_actions_follow_the_flags() {
         let c = config("[[image]]\nname = \"app\"\n");
-        let cases = [
-            (false, false, &[][..]),
-            (true, false, &["ecr:GetDownloadUrlForLayer"][..]),
-            (false, true, &["ecr:CreateRepository"][..]),
-            (
-                true,
-                true,
-                &["ecr:GetDownloadUrlForLayer", "ecr:CreateRepository"][..],
-            ),
-        ];
-        for (cache_from, create, extra) in cases {
-            let p = policy(&c, &scope("123456789012", "us-east-1"), cache_from, create);
+        let cases = [(false, &[][..]), (true, &["ecr:CreateRepository"][..])];
+        for (create, extra) in cases {
+            let p = policy(&c, &scope("123456789012", "us-east-1"), create);
             let push = statement(&p, "EcrPush").unwrap();
             let want: Vec<&str> = PUSH_ACTIONS.iter().chain(extra).copied().collect();
-            assert_eq!(
-                push.action, want,
-                "cache_from {cache_from}, create {create}"
-            );
+            assert_eq!(push.action, want, "create {create}");
             assert_eq!(
                 push.resource.as_slice(),
                 ["arn:aws:ecr:us-east-1:123456789012:repository/app"]
@@ -630,7 +596,7 @@ repository = "team/app"
             Some("111122223333.dkr.ecr.cn-north-1.amazonaws.com.cn"),
             env(&[]),
         );
-        let p = policy(&c, &s, false, false);
+        let p = policy(&c, &s, false);
         let arns: Vec<&String> = p
             .document
             .statement
@@ -655,12 +621,7 @@ repository = "team/app"
     #[test]
     fn unknown_scope_is_a_wildcard_with_a_note() {
         let c = config("[[image]]\nname = \"app\"\n");
-        let p = policy(
-            &c,
-            &resolve_scope(Some("127.0.0.1:5000"), env(&[])),
-            false,
-            false,
-        );
+        let p = policy(&c, &resolve_scope(Some("127.0.0.1:5000"), env(&[])), false);
         assert_eq!(
             statement(&p, "EcrPush").unwrap().resource.as_slice(),
             ["arn:aws:ecr:*:*:repository/app"]
