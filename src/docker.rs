@@ -571,11 +571,13 @@ impl Daemon {
         let image = format!("{repo}:{tag}");
         let mut attempt = 0;
         loop {
-            let message = match self.push_once(repo, tag, creds, on_line).await {
+            let (message, daemon_retried) = match self.push_once(repo, tag, creds, on_line).await {
                 Ok(digest) => return Ok(digest),
-                Err(message) => message,
+                Err(failure) => failure,
             };
-            let transient = is_transient(&message);
+            // dockerd retries each layer upload itself (five times, up to 20 s apart): once it
+            // has, another round of ours would only multiply the wait.
+            let transient = is_transient(&message) && !daemon_retried;
             let Some(delay) = PUSH_BACKOFF.get(attempt).filter(|_| transient) else {
                 return Err(DockerError::Push {
                     image,
@@ -597,14 +599,15 @@ impl Daemon {
         }
     }
 
-    /// One push attempt; the error is the daemon's or the transport's message.
+    /// One push attempt; the error is the daemon's or the transport's message, and whether the
+    /// daemon had already retried an upload (`Retrying in N seconds`) before giving up.
     async fn push_once(
         &self,
         repo: &str,
         tag: &str,
         creds: &Credentials,
         on_line: &mut (dyn FnMut(&str) + Send),
-    ) -> Result<String, String> {
+    ) -> Result<String, (String, bool)> {
         let options = PushImageOptions {
             tag: Some(tag.to_string()),
             platform: None,
@@ -618,14 +621,16 @@ impl Daemon {
         let mut stream = self.streaming.push_image(repo, Some(options), Some(auth));
         let mut digest = None;
         let (mut pushed, mut present) = (0, 0);
+        let mut retried = false;
         while let Some(item) = stream.next().await {
             let info = match item {
                 Ok(info) => info,
-                Err(BollardError::DockerStreamError { error }) => return Err(error),
-                Err(e) => return Err(describe(&e)),
+                Err(BollardError::DockerStreamError { error }) => return Err((error, retried)),
+                Err(e) => return Err((describe(&e), retried)),
             };
             if let Some(detail) = &info.error_detail {
-                return Err(format!("the daemon reported error code {:?}", detail.code));
+                let message = format!("the daemon reported error code {:?}", detail.code);
+                return Err((message, retried));
             }
             let Some(status) = info.status.as_deref() else {
                 continue;
@@ -635,6 +640,10 @@ impl Daemon {
                 "Pushed" => pushed += 1,
                 "Layer already exists" => present += 1,
                 s if s.starts_with("Mounted from") => present += 1,
+                s if s.starts_with("Retrying in") => {
+                    retried = true;
+                    on_line(s);
+                }
                 s => {
                     if let Some(d) = parse_digest(s) {
                         on_line(&format!(
@@ -646,7 +655,10 @@ impl Daemon {
                 }
             }
         }
-        digest.ok_or_else(|| "the push ended without the registry reporting a digest".to_string())
+        digest.ok_or_else(|| {
+            let message = "the push ended without the registry reporting a digest".to_string();
+            (message, retried)
+        })
     }
 }
 
