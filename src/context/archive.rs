@@ -189,8 +189,13 @@ where
             if plan.omit_dockerignore {
                 return Ok(());
             }
+            // A second name of a file sent earlier goes out as a hard link (below), as the CLI
+            // sends it; sent here, it is recorded so that later names link to it.
+            let inode =
+                (meta.nlink() > 1 && meta.file_type().is_file()).then(|| (meta.dev(), meta.ino()));
+            let linked = inode.is_some_and(|key| self.links.contains_key(&key));
             if let Some(content) = &plan.dockerignore {
-                if meta.file_type().is_file() || plan.dockerignore_rewritten {
+                if (meta.file_type().is_file() && !linked) || plan.dockerignore_rewritten {
                     let mode = if meta.file_type().is_file() {
                         mode(&meta)
                     } else {
@@ -208,6 +213,9 @@ where
                     self.out.write(content)?;
                     self.out.pad(content.len() as u64)?;
                     self.files += 1;
+                    if let Some(key) = inode {
+                        self.links.entry(key).or_insert_with(|| rel.to_vec());
+                    }
                     return Ok(());
                 }
             }
@@ -725,6 +733,50 @@ mod tests {
             assert_eq!((pipe.kind, pipe.content.len()), ('6', 0));
         }
         assert_eq!(summary.files, 3);
+    }
+
+    #[test]
+    fn dockerignore_with_hard_links() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        let outside = root.join("docker/Dockerfile");
+        write(root, "docker/Dockerfile", "FROM scratch\n");
+        // `.dockerignore` first, then a second name: the CLI links the second to it, with the
+        // rewritten content when the Dockerfile is outside.
+        let ctx = root.join("first");
+        write(&ctx, "Dockerfile", "FROM scratch\n");
+        write(&ctx, ".dockerignore", "*.log\n");
+        fs::hard_link(ctx.join(".dockerignore"), ctx.join("z-ignore")).unwrap();
+        for (dockerfile, builder) in [
+            (ctx.join("Dockerfile"), Builder::Classic),
+            (ctx.join("Dockerfile"), Builder::BuildKit),
+            (outside.clone(), Builder::Classic),
+            (outside.clone(), Builder::BuildKit),
+        ] {
+            let (_, seen, _) = build(&ctx, &dockerfile, builder);
+            assert_eq!(find(&seen, ".dockerignore").kind, '0', "{builder:?}");
+            let link = find(&seen, "z-ignore");
+            assert_eq!(
+                (link.kind, link.link.as_deref()),
+                ('1', Some(".dockerignore")),
+                "{dockerfile:?} {builder:?}"
+            );
+        }
+
+        // `.dockerignore` as the second name of a file sent before it: a hard link to that file.
+        let ctx = root.join("second");
+        write(&ctx, "Dockerfile", "FROM scratch\n");
+        write(&ctx, ".a-patterns", "*.log\n");
+        fs::hard_link(ctx.join(".a-patterns"), ctx.join(".dockerignore")).unwrap();
+        for builder in [Builder::Classic, Builder::BuildKit] {
+            let (_, seen, _) = build(&ctx, &ctx.join("Dockerfile"), builder);
+            let ignore = find(&seen, ".dockerignore");
+            assert_eq!(
+                (ignore.kind, ignore.link.as_deref()),
+                ('1', Some(".a-patterns")),
+                "{builder:?}"
+            );
+        }
     }
 
     #[test]

@@ -1,7 +1,8 @@
 mod build;
 mod cli;
+mod context;
+mod faults;
 mod harness;
 mod push;
 mod secrets;
 mod smoke;
-mod faults;
