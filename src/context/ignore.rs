@@ -134,30 +134,23 @@ impl Patterns {
     /// the context) is excluded, by itself or through a parent folder. This is the test the
     /// classic daemon uses to drop `.dockerignore` and the Dockerfile.
     pub fn is_excluded(&self, rel_path: &str) -> bool {
-        let file = clean(rel_path);
-        if file == "." {
-            return false;
-        }
-        let file = file.as_bytes();
-        let subject = Subject::new(file);
-        let parents = parent_prefixes(file);
-        let mut matched = false;
-        for p in &self.patterns {
-            if p.exception != matched {
-                continue;
-            }
-            let hit = p.matches(&subject) || parents.iter().any(|d| p.matches(&Subject::new(d)));
-            if hit {
-                matched = !p.exception;
-            }
-        }
-        matched
+        self.last_match(rel_path, |p, parents| {
+            parents.iter().any(|d| p.matches(&Subject::new(d)))
+        })
     }
 
     /// moby's deprecated `Matches`, which the CLI's `TrimBuildFilesFromExcludes` still calls:
     /// besides the path itself it tries only the one parent prefix with as many parts as the
     /// pattern has.
     pub fn cli_matches(&self, rel_path: &str) -> bool {
+        self.last_match(rel_path, |p, parents| {
+            p.parts <= parents.len() && p.matches(&Subject::new(parents[p.parts - 1]))
+        })
+    }
+
+    /// The verdict of the last pattern that matches `rel_path` itself or, as `parent_hit`
+    /// decides, one of its parent prefixes (the two moby functions differ only there).
+    fn last_match(&self, rel_path: &str, parent_hit: impl Fn(&Pattern, &[&[u8]]) -> bool) -> bool {
         let file = clean(rel_path);
         if file == "." {
             return false;
@@ -170,11 +163,7 @@ impl Patterns {
             if p.exception != matched {
                 continue;
             }
-            let mut hit = p.matches(&subject);
-            if !hit && !parents.is_empty() && p.parts <= parents.len() {
-                hit = p.matches(&Subject::new(parents[p.parts - 1]));
-            }
-            if hit {
+            if p.matches(&subject) || (!parents.is_empty() && parent_hit(p, &parents)) {
                 matched = !p.exception;
             }
         }
