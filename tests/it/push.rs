@@ -206,3 +206,48 @@ fn release_builds_and_pushes_in_one_process() {
     );
     cleanup(&ns, &tag, &s.registry);
 }
+
+/// moto's ECR repositories, through its JSON API.
+fn ecr_repositories(endpoint: &str) -> String {
+    let addr = endpoint.trim_start_matches("http://").trim_end_matches('/');
+    let stream = std::net::TcpStream::connect(addr).expect("connect to moto");
+    let response = crate::harness::http_request(
+        stream,
+        addr,
+        "POST",
+        "/",
+        &[
+            ("Content-Type", "application/x-amz-json-1.1"),
+            (
+                "X-Amz-Target",
+                "AmazonEC2ContainerRegistry_V20150921.DescribeRepositories",
+            ),
+            (
+                "Authorization",
+                "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/ecr/aws4_request, SignedHeaders=host, Signature=0",
+            ),
+        ],
+        b"{}",
+    )
+    .expect("DescribeRepositories");
+    assert_eq!(response.status, 200, "{}", response.text());
+    response.text()
+}
+
+#[test]
+fn create_repositories_creates_what_is_missing() {
+    let s = stack();
+    let (test, ns, tag) = project("create");
+    let test = test.moto_env().env("ECRSHIP_REGISTRY", &s.registry);
+    assert!(!ecr_repositories(&s.aws_endpoint).contains(&format!("{ns}/log")));
+    let out = test.run_with(["release", "log", "--create-repositories"]);
+    out.assert_success();
+    assert!(
+        ecr_repositories(&s.aws_endpoint).contains(&format!("\"{ns}/log\"")),
+        "{out}"
+    );
+    // A second run finds it there: no error.
+    test.run_with(["push", "log", "--create-repositories"])
+        .assert_success();
+    cleanup(&ns, &tag, &s.registry);
+}
