@@ -689,6 +689,31 @@ fn tcp(addr: &str) -> io::Result<TcpStream> {
 }
 
 /// `Authorization` value for HTTP basic auth.
+/// One call of an AWS JSON API (`X-Amz-Target`) on a moto server; panics unless it answers
+/// 200, and returns the body. moto does not check signatures, so the one sent is a dummy.
+pub fn moto_call(endpoint: &str, service: &str, target: &str, body: &str) -> String {
+    let addr = endpoint.trim_start_matches("http://").trim_end_matches('/');
+    let stream = TcpStream::connect(addr).expect("connect to moto");
+    let authorization = format!(
+        "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/{service}/aws4_request, SignedHeaders=host, Signature=0"
+    );
+    let response = http_request(
+        stream,
+        addr,
+        "POST",
+        "/",
+        &[
+            ("Content-Type", "application/x-amz-json-1.1"),
+            ("X-Amz-Target", target),
+            ("Authorization", &authorization),
+        ],
+        body.as_bytes(),
+    )
+    .unwrap_or_else(|e| panic!("{target}: {e}"));
+    assert_eq!(response.status, 200, "{target}: {}", response.text());
+    response.text()
+}
+
 pub fn basic_auth(user: &str, password: &str) -> String {
     format!(
         "Basic {}",

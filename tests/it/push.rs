@@ -209,29 +209,8 @@ fn release_builds_and_pushes_in_one_process() {
 
 /// moto's ECR repositories, through its JSON API.
 fn ecr_repositories(endpoint: &str) -> String {
-    let addr = endpoint.trim_start_matches("http://").trim_end_matches('/');
-    let stream = std::net::TcpStream::connect(addr).expect("connect to moto");
-    let response = crate::harness::http_request(
-        stream,
-        addr,
-        "POST",
-        "/",
-        &[
-            ("Content-Type", "application/x-amz-json-1.1"),
-            (
-                "X-Amz-Target",
-                "AmazonEC2ContainerRegistry_V20150921.DescribeRepositories",
-            ),
-            (
-                "Authorization",
-                "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/ecr/aws4_request, SignedHeaders=host, Signature=0",
-            ),
-        ],
-        b"{}",
-    )
-    .expect("DescribeRepositories");
-    assert_eq!(response.status, 200, "{}", response.text());
-    response.text()
+    let target = "AmazonEC2ContainerRegistry_V20150921.DescribeRepositories";
+    crate::harness::moto_call(endpoint, "ecr", target, "{}")
 }
 
 #[test]

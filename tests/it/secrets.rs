@@ -48,6 +48,24 @@ fn sha256_hex(data: &[u8]) -> String {
     text.split_whitespace().next().unwrap().to_owned()
 }
 
+/// The RUN step saw `value`: the image's `/skb.sha256` holds its hash.
+fn assert_run_step_saw(image: &str, value: &str, out: &Output) {
+    let inside = docker(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        image,
+        "cat",
+        "/skb.sha256",
+    ]);
+    assert_eq!(
+        String::from_utf8_lossy(&inside).trim(),
+        sha256_hex(value.as_bytes()),
+        "{out}"
+    );
+}
+
 fn contains(haystack: &[u8], needle: &str) -> bool {
     haystack
         .windows(needle.len())
@@ -91,20 +109,7 @@ fn a_secret_reaches_its_run_step_and_nothing_else() {
     let image = format!("{repository}:{tag}");
 
     // The RUN step read the value.
-    let inside = docker(&[
-        "run",
-        "--rm",
-        "--network",
-        "none",
-        &image,
-        "cat",
-        "/skb.sha256",
-    ]);
-    assert_eq!(
-        String::from_utf8_lossy(&inside).trim(),
-        sha256_hex(value.as_bytes()),
-        "{out}"
-    );
+    assert_run_step_saw(&image, &value, &out);
 
     // Nowhere else: not the history, the image config or any layer, nor the output.
     let history = docker(&["history", "--no-trunc", &image]);
@@ -189,23 +194,8 @@ fn the_classic_builder_refuses_secrets() {
 
 /// Stores a SecureString in moto's SSM through its JSON API.
 fn ssm_put_secure(endpoint: &str, name: &str, value: &str) {
-    let addr = endpoint.trim_start_matches("http://").trim_end_matches('/');
-    let stream = std::net::TcpStream::connect(addr).expect("connect to moto");
-    let body = serde_json::json!({ "Name": name, "Value": value, "Type": "SecureString", "Overwrite": true }).to_string();
-    let response = crate::harness::http_request(
-        stream,
-        addr,
-        "POST",
-        "/",
-        &[
-            ("Content-Type", "application/x-amz-json-1.1"),
-            ("X-Amz-Target", "AmazonSSM.PutParameter"),
-            ("Authorization", "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/ssm/aws4_request, SignedHeaders=host, Signature=0"),
-        ],
-        body.as_bytes(),
-    )
-    .expect("PutParameter");
-    assert_eq!(response.status, 200, "PutParameter: {}", response.text());
+    let body = serde_json::json!({ "Name": name, "Value": value, "Type": "SecureString", "Overwrite": true });
+    crate::harness::moto_call(endpoint, "ssm", "AmazonSSM.PutParameter", &body.to_string());
 }
 
 #[test]
@@ -230,20 +220,7 @@ fn an_ssm_secure_string_reaches_the_build_as_a_secret_mount() {
     let out = test.run_with(["-vv", "build", "--no-cache"]);
     out.assert_success();
     let image = format!("{repository}:{tag}");
-    let inside = docker(&[
-        "run",
-        "--rm",
-        "--network",
-        "none",
-        &image,
-        "cat",
-        "/skb.sha256",
-    ]);
-    assert_eq!(
-        String::from_utf8_lossy(&inside).trim(),
-        sha256_hex(value.as_bytes()),
-        "{out}"
-    );
+    assert_run_step_saw(&image, &value, &out);
     assert!(!contains(
         &docker(&["history", "--no-trunc", &image]),
         &value
