@@ -77,6 +77,7 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::context::Builder;
+use crate::error::error_chain;
 use crate::secret::Secret;
 use crate::session::{self, SecretStore};
 
@@ -1026,21 +1027,6 @@ fn describe(error: &BollardError) -> String {
         BollardError::RequestTimeoutError => "the Docker daemon did not answer in time".into(),
         e => error_chain(e),
     }
-}
-
-/// An error and its sources, joined with `: `, skipping a source already in the text.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut out = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        let text = e.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = e.source();
-    }
-    out
 }
 
 /// The lines of one build: passes each to the caller and keeps the last [`TAIL_LINES`].

@@ -47,3 +47,19 @@ impl Error {
         }
     }
 }
+
+/// An error and its sources on one line, joined with `: `, skipping a source whose text is
+/// already there (many errors repeat their source in their own message).
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut out = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        let text = e.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = e.source();
+    }
+    out
+}

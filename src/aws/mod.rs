@@ -49,16 +49,7 @@ where
 {
     // Each error of the chain once, without the `Debug` dump that `DisplayErrorContext` adds
     // (a thousand characters of struct fields and response headers on one line).
-    let mut cause = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(e) = source {
-        let text = e.to_string();
-        if !cause.contains(&text) {
-            cause.push_str(": ");
-            cause.push_str(&text);
-        }
-        source = e.source();
-    }
+    let cause = crate::error::error_chain(error);
     let cause = cause.split_whitespace().collect::<Vec<_>>().join(" ");
     let lower = cause.to_ascii_lowercase();
     let hint = if lower.contains("no credentials")
