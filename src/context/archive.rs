@@ -571,6 +571,15 @@ mod tests {
         fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
     }
 
+    /// The context `ctx` with its own `Dockerfile`.
+    fn spec_at(ctx: &Path, builder: Builder) -> ContextSpec {
+        ContextSpec {
+            context: ctx.to_path_buf(),
+            dockerfile: ctx.join("Dockerfile"),
+            builder,
+        }
+    }
+
     fn build(
         context: &Path,
         dockerfile: &Path,
@@ -974,11 +983,7 @@ mod tests {
         write(ctx, "Dockerfile", "FROM scratch\n");
         write(ctx, "src/x.ex", "secret");
         chmod(&ctx.join("src/x.ex"), 0o000);
-        let spec = ContextSpec {
-            context: ctx.to_path_buf(),
-            dockerfile: ctx.join("Dockerfile"),
-            builder: Builder::Classic,
-        };
+        let spec = spec_at(ctx, Builder::Classic);
         let err = prepare(&spec).unwrap().write_to(Vec::new()).unwrap_err();
         let shown = ctx.join("src/x.ex");
         assert_eq!(
@@ -1002,11 +1007,7 @@ mod tests {
         write(ctx, "Dockerfile", "FROM scratch\n");
         let big: Vec<u8> = (0..(5 * CHUNK_SIZE)).map(|i| (i % 241) as u8).collect();
         fs::write(ctx.join("big.bin"), &big).unwrap();
-        let spec = ContextSpec {
-            context: ctx.to_path_buf(),
-            dockerfile: ctx.join("Dockerfile"),
-            builder: Builder::BuildKit,
-        };
+        let spec = spec_at(ctx, Builder::BuildKit);
         let mut expected = Vec::new();
         prepare(&spec).unwrap().write_to(&mut expected).unwrap();
 
@@ -1038,11 +1039,7 @@ mod tests {
         write(ctx, "Dockerfile", "FROM scratch\n");
         write(ctx, "locked", "x");
         chmod(&ctx.join("locked"), 0o000);
-        let spec = ContextSpec {
-            context: ctx.to_path_buf(),
-            dockerfile: ctx.join("Dockerfile"),
-            builder: Builder::Classic,
-        };
+        let spec = spec_at(ctx, Builder::Classic);
         let (body, handle) = prepare(&spec).unwrap().stream();
         let items: Vec<_> = body.collect().await;
         assert!(items.last().is_some_and(|item| item.is_err()));
@@ -1057,11 +1054,7 @@ mod tests {
         let ctx = tmp.path();
         write(ctx, "Dockerfile", "FROM scratch\n");
         fs::write(ctx.join("big.bin"), vec![7u8; 20 * CHUNK_SIZE]).unwrap();
-        let spec = ContextSpec {
-            context: ctx.to_path_buf(),
-            dockerfile: ctx.join("Dockerfile"),
-            builder: Builder::Classic,
-        };
+        let spec = spec_at(ctx, Builder::Classic);
         let (body, handle) = prepare(&spec).unwrap().stream();
         drop(body);
         let err = handle.await.unwrap().unwrap_err();
