@@ -17,18 +17,6 @@ pub mod secret;
 pub mod session;
 pub mod tag;
 
-/// An environment for unit tests: the given variables and nothing else.
-#[cfg(test)]
-pub(crate) mod test_env {
-    pub fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
-        let pairs: Vec<(String, String)> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        move |k| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
-    }
-}
-
 use cli::{Cli, Command};
 use config::Config;
 pub use error::Error;
@@ -298,4 +286,16 @@ impl serde::Serialize for TagReport<'_> {
 pub fn report(error: &Error) -> u8 {
     output::print_error(error);
     error.exit_code()
+}
+
+/// An environment for unit tests: the given variables and nothing else.
+#[cfg(test)]
+pub(crate) mod test_env {
+    pub fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
+        let pairs: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
+    }
 }
