@@ -14,8 +14,9 @@ pub mod pipeline;
 pub mod plan;
 pub mod policy;
 pub mod secret;
-pub mod session;
+
 pub mod tag;
+pub mod view;
 
 use cli::{Cli, Command};
 use config::Config;
@@ -123,6 +124,7 @@ impl Steps<'_> {
             artifacts::check_writable(&root.join(&plan.imagedefinitions))?;
         }
         let env = |name: &str| std::env::var(name).ok();
+        let view = view::Plain;
         block_on(async {
             let daemon = docker::Daemon::connect().await?;
             let ssm_names = if self.build.is_some() {
@@ -153,7 +155,7 @@ impl Steps<'_> {
                     aws: aws.is_some(),
                     ssm,
                 };
-                let built = pipeline::build(&daemon, root, &plan, &options, &env).await?;
+                let built = pipeline::build(&daemon, root, &plan, &options, &env, &view).await?;
                 summary = summary.with_build(&built);
             }
             let Some(flags) = self.push else {
@@ -193,7 +195,11 @@ impl Steps<'_> {
                 &daemon,
                 &plan,
                 &credentials,
-                &pipeline::PushOptions { jobs, ecr },
+                &pipeline::PushOptions {
+                    jobs,
+                    ecr,
+                    view: &view,
+                },
             )
             .await?;
             let uris: Vec<String> = plan

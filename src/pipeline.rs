@@ -15,6 +15,7 @@ use crate::docker::{BuildRequest, Credentials, Daemon};
 use crate::error::Error;
 use crate::plan::{Plan, PlannedImage};
 use crate::secret::Secret;
+use crate::view::{State, View};
 
 /// How to build.
 #[derive(Debug, Clone)]
@@ -47,6 +48,7 @@ pub async fn build(
     plan: &Plan,
     options: &BuildOptions,
     env: &(dyn Fn(&str) -> Option<String> + Sync),
+    view: &dyn View,
 ) -> Result<Vec<Built>, Error> {
     // Everything that can be wrong with the input is found before the first build starts.
     let mut jobs = Vec::with_capacity(plan.images.len());
@@ -76,53 +78,74 @@ pub async fn build(
 
     let mut built: Vec<(usize, Built)> = stream::iter(jobs.into_iter().enumerate())
         .map(|(index, (image, prepared, request))| async move {
-            let started = Instant::now();
-            tracing::info!(
-                "[{}] building {} from {}",
-                image.name,
-                image.local_name(),
-                image.dockerfile
+            let result = build_one(daemon, image, prepared, &request, view).await;
+            view.state(
+                &image.name,
+                if result.is_ok() {
+                    State::Done
+                } else {
+                    State::Failed
+                },
             );
-            let (body, walk) = prepared.stream();
-            let mut on_line = |line: &str| tracing::info!("[{}] {line}", image.name);
-            let result = daemon.build(&request, body, &mut on_line).await;
-            // A context that could not be read aborts the upload; its error is the real cause.
-            match walk.await {
-                Ok(Err(e)) => return Err(image_error(image, e.into())),
-                Err(e) => {
-                    return Err(image_error(
-                        image,
-                        Error::Failed(format!("the context walker stopped: {e}")),
-                    ));
-                }
-                Ok(Ok(_)) => {}
-            }
-            let image_id = result.map_err(|e| image_error(image, Error::Docker(e)))?;
-            let size = match daemon.inspect(&image_id).await {
-                Ok(Some(info)) => info.size,
-                _ => 0,
-            };
-            let done = Built {
-                name: image.name.clone(),
-                image: image.local_name().to_owned(),
-                image_id,
-                size,
-                build_seconds: started.elapsed().as_secs_f64(),
-            };
-            tracing::info!(
-                "[{}] built {} ({}) in {:.1}s",
-                image.name,
-                done.image,
-                short_id(&done.image_id),
-                done.build_seconds
-            );
-            Ok::<_, Error>((index, done))
+            result.map(|done| (index, done))
         })
         .buffer_unordered(options.jobs.max(1))
         .try_collect()
         .await?;
     built.sort_by_key(|(index, _)| *index);
     Ok(built.into_iter().map(|(_, b)| b).collect())
+}
+
+/// Builds one image: streams its context to the daemon and reports its lines to `view`.
+async fn build_one(
+    daemon: &Daemon,
+    image: &PlannedImage,
+    prepared: context::Prepared,
+    request: &BuildRequest,
+    view: &dyn View,
+) -> Result<Built, Error> {
+    let started = Instant::now();
+    view.state(&image.name, State::Building);
+    view.line(
+        &image.name,
+        &format!("building {} from {}", image.local_name(), image.dockerfile),
+    );
+    let (body, walk) = prepared.stream();
+    let mut on_line = |line: &str| view.line(&image.name, line);
+    let result = daemon.build(request, body, &mut on_line).await;
+    // A context that could not be read aborts the upload; its error is the real cause.
+    match walk.await {
+        Ok(Err(e)) => return Err(image_error(image, e.into())),
+        Err(e) => {
+            return Err(image_error(
+                image,
+                Error::Failed(format!("the context walker stopped: {e}")),
+            ));
+        }
+        Ok(Ok(_)) => {}
+    }
+    let image_id = result.map_err(|e| image_error(image, Error::Docker(e)))?;
+    let size = match daemon.inspect(&image_id).await {
+        Ok(Some(info)) => info.size,
+        _ => 0,
+    };
+    let done = Built {
+        name: image.name.clone(),
+        image: image.local_name().to_owned(),
+        image_id,
+        size,
+        build_seconds: started.elapsed().as_secs_f64(),
+    };
+    view.line(
+        &image.name,
+        &format!(
+            "built {} ({}) in {:.1}s",
+            done.image,
+            short_id(&done.image_id),
+            done.build_seconds
+        ),
+    );
+    Ok(done)
 }
 
 /// The values of one image's build args or secrets (`kind`), from their sources. An unset
@@ -272,9 +295,11 @@ fn short_id(id: &str) -> &str {
 }
 
 /// How to push.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct PushOptions<'a> {
     pub jobs: usize,
+    /// Where the push's lines and states go.
+    pub view: &'a dyn View,
     /// ECR, to tell an immutable tag that already holds this very image (a re-run: success)
     /// from one that holds another (a failure). `None` when the registry is not ECR's.
     pub ecr: Option<&'a aws_config::SdkConfig>,
@@ -297,6 +322,7 @@ pub async fn push(
     credentials: &Credentials,
     options: &PushOptions<'_>,
 ) -> Result<Vec<Pushed>, Error> {
+    let view = options.view;
     let mut local = Vec::with_capacity(plan.images.len());
     for image in &plan.images {
         match daemon.inspect(image.local_name()).await? {
@@ -314,19 +340,21 @@ pub async fn push(
     let started = Instant::now();
     let mut pushed: Vec<(usize, Pushed)> = stream::iter(local.iter().enumerate())
         .map(|(index, (image, id))| async move {
-            let digest =
-                push_one(daemon, plan, credentials, options, image, id, &image.uri).await?;
+            view.state(&image.name, State::Pushing);
+            let digest = push_one(daemon, plan, credentials, options, image, id, &image.uri)
+                .await
+                .inspect_err(|_| view.state(&image.name, State::Failed))?;
             let done = Pushed {
                 name: image.name.clone(),
                 digest,
                 push_seconds: started.elapsed().as_secs_f64(),
             };
-            tracing::info!(
-                "[{}] pushed {} ({}) in {:.1}s",
-                image.name,
-                image.uri,
-                done.digest,
-                done.push_seconds
+            view.line(
+                &image.name,
+                &format!(
+                    "pushed {} ({}) in {:.1}s",
+                    image.uri, done.digest, done.push_seconds
+                ),
             );
             Ok::<_, Error>((index, done))
         })
@@ -337,10 +365,17 @@ pub async fn push(
         .iter()
         .flat_map(|(image, id)| image.extra_uris.iter().map(move |uri| (*image, id, uri)));
     stream::iter(extras)
-        .map(|(image, id, uri)| push_one(daemon, plan, credentials, options, image, id, uri))
+        .map(|(image, id, uri)| async move {
+            push_one(daemon, plan, credentials, options, image, id, uri)
+                .await
+                .inspect_err(|_| view.state(&image.name, State::Failed))
+        })
         .buffer_unordered(options.jobs.max(1))
         .try_collect::<Vec<String>>()
         .await?;
+    for (image, _) in &local {
+        view.state(&image.name, State::Done);
+    }
     pushed.sort_by_key(|(index, _)| *index);
     Ok(pushed.into_iter().map(|(_, p)| p).collect())
 }
@@ -355,13 +390,14 @@ async fn push_one(
     id: &str,
     uri: &str,
 ) -> Result<String, Error> {
+    let view = options.view;
     let (repo, tag) = uri.rsplit_once(':').unwrap_or((uri, "latest"));
     daemon
         .tag(id, repo, tag)
         .await
         .map_err(|e| image_error(image, e.into()))?;
-    tracing::info!("[{}] pushing {uri}", image.name);
-    let mut on_line = |line: &str| tracing::info!("[{}] {line}", image.name);
+    view.line(&image.name, &format!("pushing {uri}"));
+    let mut on_line = |line: &str| view.line(&image.name, line);
     match daemon.push(repo, tag, credentials, &mut on_line).await {
         Ok(digest) => Ok(digest),
         Err(e) if is_immutable_tag(&e.to_string()) => {

@@ -1,0 +1,149 @@
+//! Connecting to the daemon (`DOCKER_HOST`, API negotiation) and the short calls: tag, inspect.
+
+use bollard::Docker;
+use bollard::errors::Error as BollardError;
+use bollard::query_parameters::TagImageOptions;
+
+use super::endpoint::Endpoint;
+use super::{
+    CALL_TIMEOUT, CONNECT_TIMEOUT, DEFAULT_HOST, Daemon, DockerError, ImageInfo, MIN_API,
+    STREAM_TIMEOUT,
+};
+use crate::error::error_chain;
+
+impl Daemon {
+    /// Connects to `DOCKER_HOST`, or the default socket when it is unset, and negotiates the
+    /// API version (at least 1.41). The first request (`GET /version`, which doubles as the ping)
+    /// is bounded by 10 s, so a socket that accepts and never answers does not hang the run.
+    pub async fn connect() -> Result<Daemon, DockerError> {
+        let address = std::env::var("DOCKER_HOST")
+            .ok()
+            .filter(|host| !host.is_empty())
+            .unwrap_or_else(|| DEFAULT_HOST.to_string());
+        let unreachable = |cause: String| DockerError::Unreachable {
+            address: address.clone(),
+            cause,
+        };
+        let docker = Docker::connect_with_host(&address)
+            .map_err(|e| unreachable(error_chain(&e)))?
+            .with_timeout(CONNECT_TIMEOUT);
+        let docker = match tokio::time::timeout(CONNECT_TIMEOUT, docker.negotiate_version()).await {
+            Ok(Ok(docker)) => docker,
+            Ok(Err(BollardError::RequestTimeoutError)) | Err(_) => {
+                return Err(unreachable(format!(
+                    "no answer within {}s",
+                    CONNECT_TIMEOUT.as_secs()
+                )));
+            }
+            Ok(Err(e)) => return Err(unreachable(error_chain(&e))),
+        };
+        let version = docker.client_version();
+        if (version.major_version, version.minor_version) < MIN_API {
+            return Err(DockerError::ApiTooOld {
+                address,
+                version: version.to_string(),
+            });
+        }
+        tracing::debug!(%address, api = %version, "connected to the Docker daemon");
+        let tls = std::env::var_os("DOCKER_TLS_VERIFY").is_some_and(|v| !v.is_empty());
+        Ok(Daemon {
+            streaming: docker.clone().with_timeout(STREAM_TIMEOUT),
+            docker: docker.with_timeout(CALL_TIMEOUT),
+            endpoint: Endpoint::parse(&address, tls),
+            api: version.to_string(),
+            address,
+        })
+    }
+
+    /// The daemon's address, as `DOCKER_HOST` gives it.
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    /// Tags `image` (an id or reference) as `repo:tag`.
+    pub async fn tag(&self, image: &str, repo: &str, tag: &str) -> Result<(), DockerError> {
+        let options = TagImageOptions {
+            repo: Some(repo.to_string()),
+            tag: Some(tag.to_string()),
+        };
+        self.docker
+            .tag_image(image, Some(options))
+            .await
+            .map_err(|e| api_error(format!("tag {image} as {repo}:{tag}"), &e))
+    }
+
+    /// The id and size of a local image, or `None` when the daemon does not have it.
+    pub async fn inspect(&self, image: &str) -> Result<Option<ImageInfo>, DockerError> {
+        match self.docker.inspect_image(image).await {
+            Ok(found) => Ok(Some(ImageInfo {
+                id: found.id.unwrap_or_default(),
+                size: found.size.unwrap_or(0).try_into().unwrap_or(0),
+            })),
+            Err(BollardError::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(None),
+            Err(e) => Err(api_error(format!("inspect {image}"), &e)),
+        }
+    }
+}
+
+pub(super) fn api_error(action: String, error: &BollardError) -> DockerError {
+    DockerError::Api {
+        action,
+        message: describe(error),
+    }
+}
+
+/// A bollard error as a user reads it: the daemon's own message when it sent one.
+pub(super) fn describe(error: &BollardError) -> String {
+    match error {
+        BollardError::DockerResponseServerError { message, .. } if !message.is_empty() => {
+            message.clone()
+        }
+        BollardError::DockerStreamError { error } => error.clone(),
+        BollardError::RequestTimeoutError => "the Docker daemon did not answer in time".into(),
+        e => error_chain(e),
+    }
+}
+
+/// Splits `repo:tag` at the tag's colon (not a registry port's); no tag means `latest`.
+pub(super) fn split_reference(reference: &str) -> (&str, &str) {
+    match reference.rsplit_once(':') {
+        Some((repo, tag)) if !tag.contains('/') => (repo, tag),
+        _ => (reference, "latest"),
+    }
+}
+
+/// The registry host of a repository name, as Docker reads it: the first component when it has
+/// a `.` or `:` or is `localhost`, else Docker Hub.
+pub(super) fn registry_of(repo: &str) -> &str {
+    match repo.split_once('/') {
+        Some((host, _)) if host.contains(['.', ':']) || host == "localhost" => host,
+        _ => "docker.io",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn references_split_at_the_tag_not_the_port() {
+        assert_eq!(split_reference("app:v1"), ("app", "v1"));
+        assert_eq!(
+            split_reference("127.0.0.1:5000/app:v1"),
+            ("127.0.0.1:5000/app", "v1")
+        );
+        assert_eq!(
+            split_reference("127.0.0.1:5000/app"),
+            ("127.0.0.1:5000/app", "latest")
+        );
+        assert_eq!(registry_of("127.0.0.1:5000/app"), "127.0.0.1:5000");
+        assert_eq!(
+            registry_of("1.dkr.ecr.eu-west-1.amazonaws.com/app"),
+            "1.dkr.ecr.eu-west-1.amazonaws.com"
+        );
+        assert_eq!(registry_of("library/app"), "docker.io");
+        assert_eq!(registry_of("localhost/app"), "localhost");
+    }
+}

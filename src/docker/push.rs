@@ -1,0 +1,278 @@
+//! `POST /images/{name}/push`, with retries for transient failures.
+
+use std::time::Duration;
+
+use bollard::auth::DockerCredentials;
+use bollard::errors::Error as BollardError;
+use bollard::query_parameters::PushImageOptions;
+use futures_util::StreamExt;
+
+use super::connect::{describe, registry_of};
+use super::{Credentials, Daemon, DockerError};
+
+/// Delays between push attempts; one more attempt than delays.
+const PUSH_BACKOFF: [Duration; 3] = [
+    Duration::from_millis(500),
+    Duration::from_secs(1),
+    Duration::from_secs(2),
+];
+
+impl Daemon {
+    /// Pushes `repo:tag` and returns the digest the registry stored (`sha256:...`).
+    ///
+    /// Failures inside the push stream are classified by [`is_transient`]: network errors and
+    /// registry 5xx are retried (4 attempts, 0.5 s, 1 s, 2 s apart), auth and naming errors are
+    /// not. `on_line` receives the progress worth reading (not every layer's byte count).
+    pub async fn push(
+        &self,
+        repo: &str,
+        tag: &str,
+        creds: &Credentials,
+        on_line: &mut (dyn FnMut(&str) + Send),
+    ) -> Result<String, DockerError> {
+        let image = format!("{repo}:{tag}");
+        let mut attempt = 0;
+        loop {
+            let (message, daemon_retried) = match self.push_once(repo, tag, creds, on_line).await {
+                Ok(digest) => return Ok(digest),
+                Err(failure) => failure,
+            };
+            // dockerd retries each layer upload itself (five times, up to 20 s apart): once it
+            // has, another round of ours would only multiply the wait.
+            let transient = is_transient(&message) && !daemon_retried;
+            let Some(delay) = PUSH_BACKOFF.get(attempt).filter(|_| transient) else {
+                return Err(DockerError::Push {
+                    image,
+                    registry: registry_of(repo).to_string(),
+                    message,
+                    transient,
+                    attempts: attempt + 1,
+                });
+            };
+            attempt += 1;
+            tracing::warn!(%image, attempt, error = %message, "push failed, retrying");
+            on_line(&format!(
+                "push failed: {message}; retrying in {:.1}s (attempt {} of {})",
+                delay.as_secs_f32(),
+                attempt + 1,
+                PUSH_BACKOFF.len() + 1
+            ));
+            tokio::time::sleep(*delay).await;
+        }
+    }
+
+    /// One push attempt; the error is the daemon's or the transport's message, and whether the
+    /// daemon had already retried an upload (`Retrying in N seconds`) before giving up.
+    async fn push_once(
+        &self,
+        repo: &str,
+        tag: &str,
+        creds: &Credentials,
+        on_line: &mut (dyn FnMut(&str) + Send),
+    ) -> Result<String, (String, bool)> {
+        let options = PushImageOptions {
+            tag: Some(tag.to_string()),
+            platform: None,
+        };
+        let auth = DockerCredentials {
+            username: Some(creds.username.clone()),
+            password: Some(creds.password.clone()),
+            serveraddress: Some(creds.server.clone()),
+            ..Default::default()
+        };
+        let mut stream = self.streaming.push_image(repo, Some(options), Some(auth));
+        let mut digest = None;
+        let (mut pushed, mut present) = (0, 0);
+        let mut retried = false;
+        while let Some(item) = stream.next().await {
+            let info = match item {
+                Ok(info) => info,
+                Err(BollardError::DockerStreamError { error }) => return Err((error, retried)),
+                Err(e) => return Err((describe(&e), retried)),
+            };
+            if let Some(detail) = &info.error_detail {
+                let message = format!("the daemon reported error code {:?}", detail.code);
+                return Err((message, retried));
+            }
+            let Some(status) = info.status.as_deref() else {
+                continue;
+            };
+            match status {
+                "Preparing" | "Waiting" | "Pushing" => {}
+                "Pushed" => pushed += 1,
+                "Layer already exists" => present += 1,
+                s if s.starts_with("Mounted from") => present += 1,
+                s if s.starts_with("Retrying in") => {
+                    retried = true;
+                    on_line(s);
+                }
+                s => {
+                    if let Some(d) = parse_digest(s) {
+                        on_line(&format!(
+                            "layers: {pushed} pushed, {present} already in the registry"
+                        ));
+                        digest = Some(d);
+                    }
+                    on_line(s);
+                }
+            }
+        }
+        digest.ok_or_else(|| {
+            let message = "the push ended without the registry reporting a digest".to_string();
+            (message, retried)
+        })
+    }
+}
+
+/// The digest in the push's final status line, `<tag>: digest: sha256:<64 hex> size: <n>`.
+pub fn parse_digest(status: &str) -> Option<String> {
+    let (_, rest) = status.split_once("digest: ")?;
+    let digest = rest.split_whitespace().next()?;
+    let hex = digest.strip_prefix("sha256:")?;
+    let valid = hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    valid.then(|| digest.to_string())
+}
+
+/// Whether a push failure is worth retrying: network trouble and registry 5xx are; auth,
+/// naming, manifest and tag-immutability errors are not, and neither is anything unknown.
+pub fn is_transient(message: &str) -> bool {
+    let lower = message.to_ascii_lowercase();
+    const PERMANENT: &[&str] = &[
+        "unauthorized",
+        "authentication required",
+        "denied",
+        "no basic auth credentials",
+        "name unknown",
+        "name_unknown",
+        "name invalid",
+        "invalid reference",
+        "repository does not exist",
+        "does not exist locally",
+        "no such image",
+        "manifest invalid",
+        "manifest_invalid",
+        "tag invalid",
+        "immutable",
+        "forbidden",
+        "no such host",
+        "x509",
+        "certificate",
+        "server gave http response to https client",
+    ];
+    const TRANSIENT: &[&str] = &[
+        "connection reset",
+        "connection refused",
+        "broken pipe",
+        "eof",
+        "i/o timeout",
+        "tls handshake timeout",
+        "timeout",
+        "timed out",
+        "temporary failure",
+        "server misbehaving",
+        "network is unreachable",
+        "request canceled",
+        "blob upload unknown",
+        "toomanyrequests",
+        "too many requests",
+        "500 internal server error",
+        "502 bad gateway",
+        "503 service unavailable",
+        "504 gateway timeout",
+        "unexpected http status: 5",
+        "status code 5",
+    ];
+    if PERMANENT.iter().any(|p| lower.contains(p)) {
+        return false;
+    }
+    TRANSIENT.iter().any(|t| lower.contains(t))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn push_errors_are_classified() {
+        let cases = [
+            // Registry down or flaky: retry.
+            (
+                r#"Get "http://127.0.0.1:5000/v2/": dial tcp 127.0.0.1:5000: connect: connection refused"#,
+                true,
+            ),
+            (
+                "read tcp 10.0.0.1:4242->52.1.2.3:443: read: connection reset by peer",
+                true,
+            ),
+            (
+                "Put https://x.dkr.ecr.us-east-1.amazonaws.com/v2/app/blobs/uploads/1: EOF",
+                true,
+            ),
+            ("net/http: TLS handshake timeout", true),
+            (
+                "dial tcp: lookup x on 10.0.0.2:53: read udp: i/o timeout",
+                true,
+            ),
+            (
+                "received unexpected HTTP status: 503 Service Unavailable",
+                true,
+            ),
+            ("received unexpected HTTP status: 502 Bad Gateway", true),
+            ("blob upload unknown", true),
+            ("toomanyrequests: Rate exceeded", true),
+            // Auth and naming: never retry.
+            ("unauthorized: authentication required", false),
+            (
+                "denied: Your authorization token has expired. Reauthenticate and try again.",
+                false,
+            ),
+            ("no basic auth credentials", false),
+            (
+                "name unknown: The repository with name 'app' does not exist in the registry with id '123'",
+                false,
+            ),
+            ("manifest invalid: manifest invalid", false),
+            (
+                "tag invalid: The image tag 'v1' already exists in the 'app' repository and cannot be overwritten because the repository is immutable.",
+                false,
+            ),
+            (
+                "An image does not exist locally with the tag: 127.0.0.1:5000/x",
+                false,
+            ),
+            // Both kinds of words: the permanent one wins.
+            (
+                "unauthorized: connection reset while reading the token",
+                false,
+            ),
+            // Unknown: do not retry.
+            ("something odd happened", false),
+        ];
+        for (message, transient) in cases {
+            assert_eq!(is_transient(message), transient, "{message}");
+        }
+    }
+
+    #[test]
+    fn digest_is_parsed_from_the_final_status_line() {
+        let hex = "2fb8703f82bfcec3dde65d0c7e54deb554179bb403477bb791e716c2192f1d5e";
+        assert_eq!(
+            parse_digest(&format!("v1.2.0: digest: sha256:{hex} size: 20673")),
+            Some(format!("sha256:{hex}"))
+        );
+        assert_eq!(
+            parse_digest(&format!("latest: digest: sha256:{hex}")),
+            Some(format!("sha256:{hex}"))
+        );
+        assert_eq!(parse_digest("Pushed"), None);
+        assert_eq!(parse_digest("x: digest: sha256:abc size: 1"), None);
+        assert_eq!(
+            parse_digest(&format!("x: digest: sha256:{} size: 1", hex.to_uppercase())),
+            None
+        );
+        assert_eq!(
+            parse_digest(&format!("x: digest: sha512:{hex} size: 1")),
+            None
+        );
+    }
+}
