@@ -12,6 +12,7 @@ pub mod error;
 pub mod output;
 pub mod pipeline;
 pub mod plan;
+pub mod registry;
 pub mod policy;
 pub mod secret;
 
