@@ -69,6 +69,11 @@ pub struct Global {
     /// Registry host for image URIs, instead of the one ECR reports (`host[:port]`)
     #[arg(long, value_name = "HOST", env = "ECRSHIP_REGISTRY", global = true)]
     pub registry: Option<String>,
+
+    /// Build only this platform of multi-platform images, and only the images of this
+    /// platform (`linux/amd64` for those without one): one job of a batch build
+    #[arg(long, value_name = "OS/ARCH", env = "ECRSHIP_PLATFORM", global = true)]
+    pub platform: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -110,6 +115,14 @@ pub enum Command {
         #[command(flatten)]
         push: PushFlags,
     },
+    /// Join each multi-platform image's platforms into a manifest list under its tags, and
+    /// write the artifacts; from the registry alone (the last job of a batch build)
+    Manifest {
+        /// Images to include (all by default)
+        images: Vec<String>,
+        #[command(flatten)]
+        push: PushFlags,
+    },
     /// Print the least-privilege IAM policy (JSON) that build and push need for this config
     Policy {
         /// Also allow ecr:CreateRepository (for --create-repositories)
@@ -141,9 +154,12 @@ pub struct BuildFlags {
     /// Do not use the build cache
     #[arg(long, env = "ECRSHIP_NO_CACHE")]
     pub no_cache: bool,
-    /// Always try to pull newer versions of the base images
+    /// Always try to pull newer versions of the base images (and reuse nothing)
     #[arg(long, env = "ECRSHIP_PULL")]
     pub pull: bool,
+    /// Build every image, even one the registry holds from the same inputs
+    #[arg(long, env = "ECRSHIP_REBUILD")]
+    pub rebuild: bool,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -128,6 +128,24 @@ pub struct Image {
     pub build_args: BTreeMap<String, Source>,
     pub secrets: BTreeMap<String, Source>,
     pub labels: BTreeMap<String, String>,
+    /// Whether an image with the same inputs in the registry is reused instead of built.
+    pub reuse: bool,
+    /// Stages built and pushed as `<repository>:cache-<stage>`, whose inline cache the next
+    /// run starts from.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cache_stages: Vec<String>,
+    /// Tags pushed after the image's own, besides `[tag] extra`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub extra_tags: Vec<String>,
+    /// Images of this config that must be built first; each reaches the build as the build
+    /// arg `<NAME>_IMAGE`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub depends_on: Vec<String>,
+    /// Whether the image goes into the artifacts (a base image for others does not).
+    pub deploy: bool,
+    /// Platforms of a multi-architecture image (`linux/amd64`, `linux/arm64`), one image each.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub platforms: Vec<String>,
     /// Line of the `[[image]]` entry, for messages (0 for the embedded default).
     #[serde(skip)]
     pub line: usize,
@@ -143,8 +161,13 @@ pub struct Config {
     pub tag: TagConfig,
     pub imagedefinitions: String,
     pub image_detail: Option<String>,
+    /// How old an image in the registry may be and still be reused (base images move upstream).
+    pub reuse_max_age: std::time::Duration,
     pub images: Vec<Image>,
 }
+
+/// `reuse_max_age` when the config says nothing: base-image updates still arrive weekly.
+pub const DEFAULT_REUSE_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(7 * 86_400);
 
 impl Config {
     /// Loads `explicit` if given, else `<root>/ecrship.toml` if it exists, else the embedded default.
@@ -190,7 +213,7 @@ impl Config {
             let span = spanned.span();
             let raw_image = spanned.into_inner();
             let image = raw_image
-                .validate()
+                .validate(raw.reuse.unwrap_or(true))
                 .map_err(|(s, m)| at(Some(s.unwrap_or(span.clone())), m))?;
             if !names.insert(image.name.clone()) {
                 return Err(at(
@@ -209,6 +232,20 @@ impl Config {
                 "no images: add at least one [[image]] with a `name`".into(),
             ));
         }
+        check_dependencies(&images).map_err(|(line, m)| ConfigError {
+            origin: origin.clone(),
+            line: Some(line),
+            message: m,
+        })?;
+        let reuse_max_age = match &raw.reuse_max_age {
+            Some(age) => parse_duration(age.get_ref()).map_err(|m| {
+                at(
+                    Some(age.span()),
+                    format!("reuse_max_age `{}`: {m}", age.get_ref()),
+                )
+            })?,
+            None => DEFAULT_REUSE_MAX_AGE,
+        };
 
         let tag = raw.tag;
         validate_tag_config(&tag).map_err(|m| at(None, m))?;
@@ -257,6 +294,7 @@ impl Config {
             tag,
             imagedefinitions,
             image_detail,
+            reuse_max_age,
             images,
         })
     }
@@ -311,6 +349,8 @@ struct RawConfig {
     registry: Option<Spanned<String>>,
     jobs: Option<Spanned<usize>>,
     builder: Option<Builder>,
+    reuse: Option<bool>,
+    reuse_max_age: Option<Spanned<String>>,
     #[serde(default)]
     tag: TagConfig,
     #[serde(default)]
@@ -343,19 +383,33 @@ struct RawImage {
     context: Option<Spanned<String>>,
     dockerfile: Option<Spanned<String>>,
     target: Option<String>,
-    platform: Option<String>,
+    platform: Option<Spanned<String>>,
     #[serde(default)]
     build_args: BTreeMap<String, Spanned<Source>>,
     #[serde(default)]
     secrets: BTreeMap<String, Spanned<Source>>,
     #[serde(default)]
     labels: BTreeMap<String, String>,
+    reuse: Option<bool>,
+    #[serde(default = "empty_list")]
+    cache_stages: Spanned<Vec<String>>,
+    #[serde(default = "empty_list")]
+    extra_tags: Spanned<Vec<String>>,
+    #[serde(default = "empty_list")]
+    depends_on: Spanned<Vec<String>>,
+    deploy: Option<bool>,
+    #[serde(default = "empty_list")]
+    platforms: Spanned<Vec<String>>,
 }
 
 type Span = std::ops::Range<usize>;
 
+fn empty_list() -> Spanned<Vec<String>> {
+    Spanned::new(0..0, Vec::new())
+}
+
 impl RawImage {
-    fn validate(self) -> Result<Image, (Option<Span>, String)> {
+    fn validate(self, reuse: bool) -> Result<Image, (Option<Span>, String)> {
         let name = self.name.get_ref().clone();
         if !is_container_name(&name) {
             return Err((
@@ -414,16 +468,68 @@ impl RawImage {
         let unspan = |m: BTreeMap<String, Spanned<Source>>| -> BTreeMap<String, Source> {
             m.into_iter().map(|(k, v)| (k, v.into_inner())).collect()
         };
+        for stage in self.cache_stages.get_ref() {
+            if let Some(reason) = tag_grammar_violation(&format!("cache-{stage}")) {
+                return Err(fail(
+                    self.cache_stages.span(),
+                    format!("cache stage `{stage}` cannot name the tag `cache-{stage}`: {reason}"),
+                ));
+            }
+        }
+        for tag in self.extra_tags.get_ref() {
+            if let Some(reason) = tag_grammar_violation(tag) {
+                return Err(fail(
+                    self.extra_tags.span(),
+                    format!("extra tag `{tag}` is not a valid Docker tag: {reason}"),
+                ));
+            }
+        }
+        let platforms = self.platforms.get_ref();
+        for platform in platforms {
+            if let Some(reason) = platform_violation(platform) {
+                return Err(fail(
+                    self.platforms.span(),
+                    format!("platform `{platform}` {reason}"),
+                ));
+            }
+        }
+        if let Some(platform) = &self.platform {
+            if !platforms.is_empty() {
+                return Err(fail(
+                    platform.span(),
+                    "give either `platform` or `platforms`, not both".into(),
+                ));
+            }
+            if let Some(reason) = platform_violation(platform.get_ref()) {
+                return Err(fail(
+                    platform.span(),
+                    format!("platform `{}` {reason}", platform.get_ref()),
+                ));
+            }
+        }
+        let mut seen = HashSet::new();
+        if let Some(dup) = platforms.iter().find(|p| !seen.insert(p.as_str())) {
+            return Err(fail(
+                self.platforms.span(),
+                format!("platform `{dup}` is listed twice"),
+            ));
+        }
         Ok(Image {
             name,
             repository,
             context,
             dockerfile,
             target: self.target,
-            platform: self.platform,
+            platform: self.platform.map(Spanned::into_inner),
             build_args: unspan(self.build_args),
             secrets: unspan(self.secrets),
             labels: self.labels,
+            reuse: self.reuse.unwrap_or(reuse),
+            cache_stages: self.cache_stages.into_inner(),
+            extra_tags: self.extra_tags.into_inner(),
+            depends_on: self.depends_on.into_inner(),
+            deploy: self.deploy.unwrap_or(true),
+            platforms: self.platforms.into_inner(),
             line: 0,
         })
     }
@@ -500,6 +606,123 @@ impl<'de> Deserialize<'de> for Source {
         }
         deserializer.deserialize_any(SourceVisitor)
     }
+}
+
+/// `depends_on` names images of this config, never the image itself, and forms no cycle.
+/// On error: the line of the image at fault and the message.
+fn check_dependencies(images: &[Image]) -> Result<(), (usize, String)> {
+    let known: HashSet<&str> = images.iter().map(|i| i.name.as_str()).collect();
+    for image in images {
+        for dep in &image.depends_on {
+            if dep == &image.name {
+                return Err((
+                    image.line,
+                    format!("image `{}` depends on itself", image.name),
+                ));
+            }
+            if !known.contains(dep.as_str()) {
+                let mut names: Vec<&str> = known.iter().copied().collect();
+                names.sort_unstable();
+                return Err((
+                    image.line,
+                    format!(
+                        "image `{}` depends on `{dep}`, which is not an image of this config (images: {})",
+                        image.name,
+                        names.join(", ")
+                    ),
+                ));
+            }
+        }
+    }
+    if let Some(cycle) = find_cycle(images) {
+        let line = images
+            .iter()
+            .find(|i| i.name == cycle[0])
+            .map_or(0, |i| i.line);
+        return Err((
+            line,
+            format!("depends_on forms a cycle: {}", cycle.join(" -> ")),
+        ));
+    }
+    Ok(())
+}
+
+/// A dependency cycle, as the names along it with the first repeated at the end.
+fn find_cycle(images: &[Image]) -> Option<Vec<String>> {
+    fn visit<'a>(
+        name: &'a str,
+        images: &'a [Image],
+        state: &mut std::collections::HashMap<&'a str, u8>,
+        path: &mut Vec<&'a str>,
+    ) -> Option<Vec<String>> {
+        match state.get(name) {
+            Some(2) => return None,
+            Some(1) => {
+                let start = path.iter().position(|n| *n == name).unwrap_or(0);
+                let mut cycle: Vec<String> = path[start..].iter().map(|n| n.to_string()).collect();
+                cycle.push(name.to_owned());
+                return Some(cycle);
+            }
+            _ => {}
+        }
+        state.insert(name, 1);
+        path.push(name);
+        let deps = images
+            .iter()
+            .find(|i| i.name == name)
+            .map(|i| i.depends_on.as_slice())
+            .unwrap_or_default();
+        for dep in deps {
+            if let Some(cycle) = visit(dep, images, state, path) {
+                return Some(cycle);
+            }
+        }
+        path.pop();
+        state.insert(name, 2);
+        None
+    }
+    let mut state = std::collections::HashMap::new();
+    images
+        .iter()
+        .find_map(|image| visit(&image.name, images, &mut state, &mut Vec::new()))
+}
+
+/// Why `platform` is not `os/arch[/variant]` as Docker writes platforms, or `None`.
+pub fn platform_violation(platform: &str) -> Option<&'static str> {
+    let parts: Vec<&str> = platform.split('/').collect();
+    let ok = (2..=3).contains(&parts.len())
+        && parts.iter().all(|p| {
+            !p.is_empty()
+                && p.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        });
+    (!ok).then_some(
+        "is not a platform (write it as `os/arch` or `os/arch/variant`, e.g. `linux/arm64`)",
+    )
+}
+
+/// A duration written as a number and a unit: `90s`, `30m`, `12h`, `7d`, `2w`.
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| "write a number and a unit: 90s, 30m, 12h, 7d or 2w".to_string())?;
+    let seconds = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        "w" => 7 * 86_400,
+        _ => return Err("the unit must be s, m, h, d or w (e.g. 7d)".into()),
+    };
+    number
+        .checked_mul(seconds)
+        .map(std::time::Duration::from_secs)
+        .ok_or_else(|| "too long".to_string())
 }
 
 fn validate_tag_config(tag: &TagConfig) -> Result<(), String> {

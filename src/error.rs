@@ -5,6 +5,7 @@ use crate::aws::AwsError;
 use crate::config::ConfigError;
 use crate::context::ContextError;
 use crate::docker::DockerError;
+use crate::registry::RegistryError;
 use crate::tag::TagError;
 
 /// Exit code for bad usage, config or input.
@@ -28,6 +29,8 @@ pub enum Error {
     Docker(#[from] DockerError),
     #[error(transparent)]
     Aws(#[from] AwsError),
+    #[error(transparent)]
+    Registry(#[from] Box<RegistryError>),
     #[error("image `{image}`: {source}")]
     Image { image: String, source: Box<Error> },
     #[error("{0}")]
@@ -42,7 +45,11 @@ impl Error {
             Error::Usage(_) | Error::Config(_) | Error::Tag(_) => EXIT_INPUT,
             Error::Context(e) => e.exit_code() as u8,
             Error::Image { source, .. } => source.exit_code(),
-            Error::Artifact(_) | Error::Docker(_) | Error::Aws(_) | Error::Failed(_) => EXIT_FAILED,
+            Error::Artifact(_)
+            | Error::Docker(_)
+            | Error::Aws(_)
+            | Error::Registry(_)
+            | Error::Failed(_) => EXIT_FAILED,
             Error::Interrupted { code, .. } => *code,
         }
     }
@@ -62,4 +69,10 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
         source = e.source();
     }
     out
+}
+
+impl From<RegistryError> for Error {
+    fn from(e: RegistryError) -> Error {
+        Error::Registry(Box::new(e))
+    }
 }

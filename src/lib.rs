@@ -5,15 +5,17 @@
 pub mod artifacts;
 pub mod aws;
 pub mod cli;
+pub mod commands;
 pub mod config;
 pub mod context;
 pub mod docker;
 pub mod error;
+pub mod inputs;
 pub mod output;
 pub mod pipeline;
 pub mod plan;
-pub mod registry;
 pub mod policy;
+pub mod registry;
 pub mod secret;
 
 pub mod tag;
@@ -23,7 +25,7 @@ use cli::{Cli, Command};
 use config::Config;
 pub use error::Error;
 use output::Printer;
-use plan::{Plan, PlanReport, Registry, RegistrySource};
+use plan::{Plan, PlanReport, Registry};
 
 /// The version and the commit it was built from.
 pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("ECRSHIP_COMMIT"), ")");
@@ -67,20 +69,22 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             build,
             dry_run,
         } => {
-            let steps = Steps {
+            let request = commands::Request {
+                steps: pipeline::Steps::Build,
                 build: Some(&build),
                 push: None,
                 dry_run,
             };
-            printer.result(&steps.run(&cli.global, &images)?)
+            printer.result(&run_steps(&cli.global, &images, &request)?)
         }
         Command::Push { images, push } => {
-            let steps = Steps {
+            let request = commands::Request {
+                steps: pipeline::Steps::Push,
                 build: None,
                 push: Some(&push),
                 dry_run: false,
             };
-            printer.result(&steps.run(&cli.global, &images)?)
+            printer.result(&run_steps(&cli.global, &images, &request)?)
         }
         Command::Release {
             images,
@@ -88,137 +92,29 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             push,
             dry_run,
         } => {
-            let push = (!dry_run).then_some(&push);
-            let steps = Steps {
+            let request = commands::Request {
+                steps: pipeline::Steps::Release,
                 build: Some(&build),
-                push,
+                push: Some(&push),
                 dry_run,
             };
-            printer.result(&steps.run(&cli.global, &images)?)
+            printer.result(&run_steps(&cli.global, &images, &request)?)
+        }
+        Command::Manifest { images, push } => {
+            let summary = block_on(commands::manifest(&cli.global, &images, &push))?;
+            printer.result(&summary)
         }
     }
 }
 
-/// Which steps a command runs: build, push, or both; a dry-run calls no AWS API.
-struct Steps<'a> {
-    build: Option<&'a cli::BuildFlags>,
-    push: Option<&'a cli::PushFlags>,
-    dry_run: bool,
-}
-
-impl Steps<'_> {
-    fn run(&self, global: &cli::Global, names: &[String]) -> Result<pipeline::Summary, Error> {
-        let (config, plan) = load_plan(global, names)?;
-        let root = global.directory.as_path();
-        if self.push.is_some()
-            && std::env::var("CODEBUILD_BUILD_SUCCEEDING").is_ok_and(|v| v.trim() == "0")
-        {
-            return Err(Error::Failed(
-                "the build phase failed (CODEBUILD_BUILD_SUCCEEDING=0): nothing was pushed and no artifact was written, \
-                 so the last good deploy stays in place"
-                    .into(),
-            ));
-        }
-        // The artifacts are written last, after the pushes: a folder that cannot take them
-        // must fail the run before anything is built or pushed.
-        if self.push.is_some() || self.dry_run {
-            artifacts::check_writable(&root.join(&plan.imagedefinitions))?;
-        }
-        let env = |name: &str| std::env::var(name).ok();
-        let view = view::Plain;
-        block_on(async {
-            let daemon = docker::Daemon::connect().await?;
-            let ssm_names = if self.build.is_some() {
-                plan.ssm_parameters()
-            } else {
-                Default::default()
-            };
-            let aws = if self.dry_run || (self.push.is_none() && ssm_names.is_empty()) {
-                None
-            } else {
-                Some(aws::load().await?)
-            };
-            let mut summary = pipeline::Summary::new(&plan);
-            if let Some(flags) = self.build {
-                let ssm = match &aws {
-                    Some(aws) => aws::ssm::parameters(aws, &ssm_names).await?,
-                    None => Default::default(),
-                };
-                let options = pipeline::BuildOptions {
-                    jobs: flags
-                        .jobs
-                        .map(usize::from)
-                        .or(config.jobs)
-                        .unwrap_or(plan.images.len()),
-                    builder: flags.builder.unwrap_or(config.builder),
-                    no_cache: flags.no_cache,
-                    pull: flags.pull,
-                    aws: aws.is_some(),
-                    ssm,
-                };
-                let built = pipeline::build(&daemon, root, &plan, &options, &env, &view).await?;
-                summary = summary.with_build(&built);
-            }
-            let Some(flags) = self.push else {
-                if !self.dry_run {
-                    return Ok(summary);
-                }
-                let uris: Vec<String> = plan.images.iter().map(|i| i.uri.clone()).collect();
-                let written = pipeline::write_artifacts(root, &plan, &uris)?;
-                return Ok(summary.with_artifacts(written));
-            };
-            let aws = aws
-                .as_ref()
-                .ok_or_else(|| Error::Failed("internal: push without AWS".into()))?;
-            let login = aws::ecr::login(aws).await?;
-            let plan = match plan.registry.source {
-                RegistrySource::Flag | RegistrySource::Config => plan,
-                _ => plan.with_registry(Registry {
-                    host: login.host.clone(),
-                    source: RegistrySource::Ecr,
-                }),
-            };
-            if flags.create_repositories {
-                let repositories: Vec<&str> =
-                    plan.images.iter().map(|i| i.repository.as_str()).collect();
-                aws::ecr::create_repositories(aws, &repositories).await?;
-            }
-            let credentials = docker::Credentials {
-                server: plan.registry.host.clone(),
-                ..login.credentials
-            };
-            let jobs = config.jobs.unwrap_or(plan.images.len());
-            // Only ECR can tell what an immutable tag holds; another registry has no immutable tags.
-            let is_ecr = plan.registry.source == RegistrySource::Ecr
-                || plan::ecr_registry(&plan.registry.host).is_some();
-            let ecr = is_ecr.then_some(aws);
-            let pushed = pipeline::push(
-                &daemon,
-                &plan,
-                &credentials,
-                &pipeline::PushOptions {
-                    jobs,
-                    ecr,
-                    view: &view,
-                },
-            )
-            .await?;
-            let uris: Vec<String> = plan
-                .images
-                .iter()
-                .zip(&pushed)
-                .map(|(image, p)| {
-                    if flags.pin_digest {
-                        pipeline::pinned_uri(image, &p.digest)
-                    } else {
-                        image.uri.clone()
-                    }
-                })
-                .collect();
-            let written = pipeline::write_artifacts(root, &plan, &uris)?;
-            Ok(summary.with_push(&pushed, &uris).with_artifacts(written))
-        })
-    }
+/// `build`, `push` or `release`, with plain lines on stderr.
+fn run_steps(
+    global: &cli::Global,
+    names: &[String],
+    request: &commands::Request<'_>,
+) -> Result<pipeline::Summary, Error> {
+    let view = view::Plain;
+    block_on(commands::steps(global, names, request, &view))
 }
 
 /// Runs the async part of a command on a runtime made for it, and ends it early on SIGINT or
@@ -270,7 +166,14 @@ pub fn load_plan(global: &cli::Global, names: &[String]) -> Result<(Config, Plan
             registry.source
         );
     }
-    let plan = Plan::new(&config, &images, tag, registry);
+    if let Some(platform) = global.platform.as_deref() {
+        if let Some(reason) = config::platform_violation(platform) {
+            return Err(Error::Usage(format!(
+                "--platform / ECRSHIP_PLATFORM `{platform}` {reason}"
+            )));
+        }
+    }
+    let plan = Plan::new(&config, &images, tag, registry, global.platform.as_deref());
     Ok((config, plan))
 }
 

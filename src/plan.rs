@@ -143,20 +143,79 @@ pub struct PlannedImage {
     pub build_args: BTreeMap<String, Source>,
     pub secrets: BTreeMap<String, Source>,
     pub labels: BTreeMap<String, String>,
-    /// Local tags given by the build: `<repository>:<tag>` first, then the extra tags.
-    pub local_tags: Vec<String>,
-    /// `<registry>/<repository>:<tag>`: what the artifacts name.
+    /// Whether an image with the same inputs in the registry may be reused.
+    pub reuse: bool,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cache_stages: Vec<String>,
+    /// Images built before this one; each reaches it as the build arg `<NAME>_IMAGE`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub depends_on: Vec<String>,
+    /// Whether the artifacts name this image.
+    pub deploy: bool,
+    /// The platforms of a multi-architecture image (empty for a single-platform one).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub platforms: Vec<String>,
+    /// `<registry>/<repository>:<tag>`: what the artifacts name (for a multi-platform image,
+    /// the manifest list).
     pub uri: String,
+    /// The tags given after the tag: `[tag] extra`, then the image's `extra_tags`.
+    pub extra_tags: Vec<String>,
     /// `<registry>/<repository>:<extra>` for each extra tag, pushed after `uri`.
     pub extra_uris: Vec<String>,
+    /// What is built: one image, or one per platform of `platforms` that this run builds.
+    pub builds: Vec<PlannedBuild>,
 }
 
-impl PlannedImage {
+/// One image built: of a single-platform image, or one platform of a multi-platform one.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlannedBuild {
+    /// The platform asked of the daemon, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub platform: Option<String>,
+    /// The tag it is pushed under: the run's tag, or `<tag>-<arch>` for one platform of many.
+    pub tag: String,
+    /// Local names given by the build: `<repository>:<tag>` first, then the extra tags (of a
+    /// single-platform image).
+    pub local_tags: Vec<String>,
+    /// `<registry>/<repository>:<tag>`.
+    pub uri: String,
+    /// `<registry>/<repository>:<extra>`, pushed after `uri` (a single-platform image's only).
+    pub extra_uris: Vec<String>,
+    /// The cache stages' images: `<repository>:cache-<stage>[-<arch>]`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cache: Vec<CacheImage>,
+}
+
+/// The image of one cache stage.
+#[derive(Debug, Clone, Serialize)]
+pub struct CacheImage {
+    pub stage: String,
+    pub tag: String,
+    pub local_name: String,
+    pub uri: String,
+}
+
+impl PlannedBuild {
     /// `<repository>:<tag>`, the local name of the build result.
     pub fn local_name(&self) -> &str {
         &self.local_tags[0]
     }
 }
+
+/// The suffix of one platform's tag: `amd64`, `arm64`, `arm-v7` (the architecture, and the
+/// variant where there is one).
+pub fn platform_suffix(platform: &str) -> String {
+    let mut parts = platform.split('/').skip(1);
+    let arch = parts.next().unwrap_or(platform);
+    match parts.next() {
+        Some(variant) => format!("{arch}-{variant}"),
+        None => arch.to_owned(),
+    }
+}
+
+/// The platform an image without one is taken to be when a run is restricted to a platform:
+/// ECS's default CPU architecture (`X86_64`).
+pub const DEFAULT_PLATFORM: &str = "linux/amd64";
 
 /// Everything a run will do, before it does anything.
 #[derive(Debug, Clone, Serialize)]
@@ -168,11 +227,21 @@ pub struct Plan {
     pub imagedefinitions: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub image_detail: Option<String>,
+    /// The one platform this run builds (`--platform`), if restricted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub only_platform: Option<String>,
 }
 
 impl Plan {
-    /// The plan for `images` (already selected from `config`).
-    pub fn new(config: &Config, images: &[&Image], tag: Tag, registry: Registry) -> Plan {
+    /// The plan for `images` (already selected from `config`), all platforms, or only
+    /// `only_platform`.
+    pub fn new(
+        config: &Config,
+        images: &[&Image],
+        tag: Tag,
+        registry: Registry,
+        only_platform: Option<&str>,
+    ) -> Plan {
         let extra_tags: Vec<String> = config
             .tag
             .extra
@@ -183,28 +252,13 @@ impl Plan {
         let images = images
             .iter()
             .map(|image| {
-                let repo = &image.repository;
-                let local_tags = std::iter::once(&tag.value)
-                    .chain(&extra_tags)
-                    .map(|t| format!("{repo}:{t}"))
-                    .collect();
-                PlannedImage {
-                    name: image.name.clone(),
-                    repository: repo.clone(),
-                    context: image.context.clone(),
-                    dockerfile: image.dockerfile.clone(),
-                    target: image.target.clone(),
-                    platform: image.platform.clone(),
-                    build_args: image.build_args.clone(),
-                    secrets: image.secrets.clone(),
-                    labels: image.labels.clone(),
-                    local_tags,
-                    uri: format!("{}/{repo}:{}", registry.host, tag.value),
-                    extra_uris: extra_tags
-                        .iter()
-                        .map(|t| format!("{}/{repo}:{t}", registry.host))
-                        .collect(),
-                }
+                plan_image(
+                    image,
+                    &tag.value,
+                    &extra_tags,
+                    &registry.host,
+                    only_platform,
+                )
             })
             .collect();
         Plan {
@@ -214,19 +268,26 @@ impl Plan {
             images,
             imagedefinitions: config.imagedefinitions.clone(),
             image_detail: config.image_detail.clone(),
+            only_platform: only_platform.map(str::to_owned),
         }
     }
 
     /// The same plan aimed at another registry (the one ECR reports at push time).
     pub fn with_registry(&self, registry: Registry) -> Plan {
-        let retarget = |uri: &str| match uri.split_once('/') {
-            Some((_, rest)) => format!("{}/{rest}", registry.host),
-            None => uri.to_owned(),
+        let retarget = |uri: &mut String| {
+            if let Some((_, rest)) = uri.split_once('/') {
+                *uri = format!("{}/{rest}", registry.host);
+            }
         };
         let mut plan = self.clone();
         for image in &mut plan.images {
-            image.uri = retarget(&image.uri);
-            image.extra_uris = image.extra_uris.iter().map(|u| retarget(u)).collect();
+            retarget(&mut image.uri);
+            image.extra_uris.iter_mut().for_each(retarget);
+            for build in &mut image.builds {
+                retarget(&mut build.uri);
+                build.extra_uris.iter_mut().for_each(retarget);
+                build.cache.iter_mut().for_each(|c| retarget(&mut c.uri));
+            }
         }
         plan.registry = registry;
         plan
@@ -244,9 +305,103 @@ impl Plan {
             .collect()
     }
 
-    /// `imagedefinitions.json` naming each image by `uri_of` (the tag URI, or a pinned digest).
+    /// The images the artifacts name (`deploy = false` ones left out), in config order.
+    pub fn deployed(&self) -> impl Iterator<Item = &PlannedImage> {
+        self.images.iter().filter(|i| i.deploy)
+    }
+
+    /// `imagedefinitions.json` naming each deployed image by `uri_of` (the tag URI, or a pinned
+    /// digest).
     pub fn image_definitions<'a>(&'a self, uri_of: impl Fn(&'a PlannedImage) -> &'a str) -> String {
-        artifacts::image_definitions(self.images.iter().map(|i| (i.name.as_str(), uri_of(i))))
+        artifacts::image_definitions(self.deployed().map(|i| (i.name.as_str(), uri_of(i))))
+    }
+}
+
+fn plan_image(
+    image: &Image,
+    tag: &str,
+    global_extras: &[String],
+    registry: &str,
+    only_platform: Option<&str>,
+) -> PlannedImage {
+    let repo = &image.repository;
+    let uri = |t: &str| format!("{registry}/{repo}:{t}");
+    let mut extra_tags: Vec<String> = Vec::new();
+    for t in global_extras.iter().chain(&image.extra_tags) {
+        if t != tag && !extra_tags.contains(t) {
+            extra_tags.push(t.clone());
+        }
+    }
+    let cache = |suffix: &str| -> Vec<CacheImage> {
+        image
+            .cache_stages
+            .iter()
+            .map(|stage| {
+                let tag = format!("cache-{stage}{suffix}");
+                CacheImage {
+                    stage: stage.clone(),
+                    local_name: format!("{repo}:{tag}"),
+                    uri: uri(&tag),
+                    tag,
+                }
+            })
+            .collect()
+    };
+    let builds = if image.platforms.is_empty() {
+        let platform = image.platform.as_deref().unwrap_or(DEFAULT_PLATFORM);
+        let wanted = only_platform.is_none_or(|p| p == platform);
+        wanted
+            .then(|| PlannedBuild {
+                platform: image.platform.clone(),
+                tag: tag.to_owned(),
+                local_tags: std::iter::once(tag)
+                    .chain(extra_tags.iter().map(String::as_str))
+                    .map(|t| format!("{repo}:{t}"))
+                    .collect(),
+                uri: uri(tag),
+                extra_uris: extra_tags.iter().map(|t| uri(t)).collect(),
+                cache: cache(""),
+            })
+            .into_iter()
+            .collect()
+    } else {
+        image
+            .platforms
+            .iter()
+            .filter(|p| only_platform.is_none_or(|only| only == p.as_str()))
+            .map(|platform| {
+                let suffix = platform_suffix(platform);
+                let tag = format!("{tag}-{suffix}");
+                PlannedBuild {
+                    platform: Some(platform.clone()),
+                    local_tags: vec![format!("{repo}:{tag}")],
+                    uri: uri(&tag),
+                    extra_uris: Vec::new(),
+                    cache: cache(&format!("-{suffix}")),
+                    tag,
+                }
+            })
+            .collect()
+    };
+    PlannedImage {
+        name: image.name.clone(),
+        repository: repo.clone(),
+        context: image.context.clone(),
+        dockerfile: image.dockerfile.clone(),
+        target: image.target.clone(),
+        platform: image.platform.clone(),
+        build_args: image.build_args.clone(),
+        secrets: image.secrets.clone(),
+        labels: image.labels.clone(),
+        reuse: image.reuse,
+        cache_stages: image.cache_stages.clone(),
+        depends_on: image.depends_on.clone(),
+        deploy: image.deploy,
+        platforms: image.platforms.clone(),
+        uri: uri(tag),
+        extra_uris: extra_tags.iter().map(|t| uri(t)).collect(),
+        extra_tags,
+        builds,
     }
 }
 
@@ -375,7 +530,7 @@ mod tests {
             host: "r.example".into(),
             source: RegistrySource::Config,
         };
-        Plan::new(&config, &images, tag, registry)
+        Plan::new(&config, &images, tag, registry, None)
     }
 
     #[test]
@@ -388,7 +543,7 @@ mod tests {
             ["r.example/team/app:latest", "r.example/team/app:stable"]
         );
         assert_eq!(
-            app.local_tags,
+            app.builds[0].local_tags,
             ["team/app:abc12345", "team/app:latest", "team/app:stable"]
         );
 
@@ -412,9 +567,9 @@ mod tests {
             host: "r".into(),
             source: RegistrySource::Config,
         };
-        let plan = Plan::new(&config, &images, tag, registry);
+        let plan = Plan::new(&config, &images, tag, registry, None);
         assert!(plan.images[0].extra_uris.is_empty());
-        assert_eq!(plan.images[0].local_tags, ["app:latest"]);
+        assert_eq!(plan.images[0].builds[0].local_tags, ["app:latest"]);
     }
 
     #[test]
@@ -433,7 +588,7 @@ mod tests {
             host: "r".into(),
             source: RegistrySource::Config,
         };
-        let plan = Plan::new(&config, &images, tag, registry);
+        let plan = Plan::new(&config, &images, tag, registry, None);
         let report = PlanReport::new(&plan);
         let text = report.to_string();
         let json = serde_json::to_string(&report).unwrap();

@@ -27,6 +27,7 @@ use std::path::{Path, PathBuf};
 use bytes::{Bytes, BytesMut};
 use tar::{EntryType, Header};
 
+use super::digest::{ContextDigest, Kind};
 use super::ignore::{Decision, MatchInfo, Patterns};
 use super::{ContextError, ContextSummary, shown_in};
 
@@ -42,7 +43,7 @@ const IMPLIED_DIR_MODE: u32 = 0o755;
 const GENERATED_MODE: u32 = 0o600;
 
 /// Everything the walk needs, decided by [`super::prepare`].
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(super) struct Plan {
     /// Context folder, symlinks resolved.
     pub(super) root: PathBuf,
@@ -52,6 +53,8 @@ pub(super) struct Plan {
     pub(super) rules: Patterns,
     /// The Dockerfile's path in the context when it is inside; always reached.
     pub(super) dockerfile_rel: Option<Vec<u8>>,
+    /// Paths in the context never sent (ecrship's own outputs).
+    pub(super) leave_out: Vec<Vec<u8>>,
     /// Leave the Dockerfile's own entry out (BuildKit, excluded by `.dockerignore`).
     pub(super) omit_dockerfile: bool,
     /// Content to send for a top-level `.dockerignore` (read once, in `prepare`).
@@ -67,13 +70,19 @@ pub(super) struct Plan {
     pub(super) generated: Option<(String, PathBuf)>,
 }
 
-/// Walks the context and writes the tar, handing out chunks of [`CHUNK_SIZE`] bytes.
-pub(super) fn write<F>(plan: &Plan, emit: F) -> Result<ContextSummary, ContextError>
+/// Walks the context and writes the tar, handing out chunks of [`CHUNK_SIZE`] bytes; every
+/// entry also goes into `digest`, when given.
+pub(super) fn write<F>(
+    plan: &Plan,
+    emit: F,
+    digest: Option<&mut ContextDigest>,
+) -> Result<ContextSummary, ContextError>
 where
     F: FnMut(Bytes) -> Result<(), ContextError>,
 {
     let mut walker = Walker {
         plan,
+        digest,
         out: TarOut {
             buf: BytesMut::with_capacity(CHUNK_SIZE),
             emit,
@@ -96,6 +105,7 @@ where
 
 struct Walker<'a, F> {
     plan: &'a Plan,
+    digest: Option<&'a mut ContextDigest>,
     out: TarOut<F>,
     /// (device, inode) of hard-linked files already sent → their name in the tar.
     links: HashMap<(u64, u64), Vec<u8>>,
@@ -144,6 +154,9 @@ where
                 child.push(b'/');
             }
             child.extend_from_slice(name.as_bytes());
+            if self.plan.leave_out.contains(&child) {
+                continue;
+            }
             let file_type = entry.file_type().map_err(|e| self.read_error(&child, e))?;
             let is_dir = file_type.is_dir();
             let keep = self.plan.dockerfile_rel.as_deref();
@@ -210,7 +223,7 @@ where
                         content.len() as u64,
                         None,
                     )?;
-                    self.out.write(content)?;
+                    self.content(content)?;
                     self.out.pad(content.len() as u64)?;
                     self.files += 1;
                     if let Some(key) = inode {
@@ -335,11 +348,19 @@ where
                 len,
                 None,
             )?;
-            self.out.write(content)?;
+            self.content(content)?;
             self.out.pad(len)?;
             self.files += 1;
         }
         Ok(())
+    }
+
+    /// File content held in memory (a `.dockerignore` that was rewritten or created).
+    fn content(&mut self, content: &[u8]) -> Result<(), ContextError> {
+        if let Some(digest) = self.digest.as_deref_mut() {
+            digest.data(content);
+        }
+        self.out.write(content)
     }
 
     /// Exactly `size` bytes of `file`, read straight into the output buffer, then padding.
@@ -364,6 +385,9 @@ where
                 }
             };
             buf.truncate(start + n);
+            if let Some(digest) = self.digest.as_deref_mut() {
+                digest.data(&buf[start..]);
+            }
             if n == 0 {
                 return Err(ContextError::Changed {
                     path: self.shown(rel),
@@ -389,6 +413,18 @@ where
         size: u64,
         device: Option<(u32, u32)>,
     ) -> Result<(), ContextError> {
+        if let Some(digest) = self.digest.as_deref_mut() {
+            let kind = match kind {
+                EntryType::Directory => Kind::Dir,
+                EntryType::Symlink => Kind::Symlink,
+                EntryType::Link => Kind::HardLink,
+                EntryType::Fifo => Kind::Fifo,
+                EntryType::Char => Kind::CharDevice,
+                EntryType::Block => Kind::BlockDevice,
+                _ => Kind::File,
+            };
+            digest.entry(kind, name, mode, size, link, device);
+        }
         if name.len() > 100 {
             self.long_entry(EntryType::GNULongName, name)?;
         }
@@ -449,7 +485,7 @@ fn mtime(meta: &Metadata) -> u64 {
 }
 
 /// Major and minor device numbers, as `unix.Major` / `unix.Minor`.
-fn device_numbers(rdev: u64) -> (u32, u32) {
+pub(super) fn device_numbers(rdev: u64) -> (u32, u32) {
     if cfg!(target_os = "macos") {
         (((rdev >> 24) & 0xff) as u32, (rdev & 0xff_ffff) as u32)
     } else {
@@ -577,6 +613,7 @@ mod tests {
             context: ctx.to_path_buf(),
             dockerfile: ctx.join("Dockerfile"),
             builder,
+            leave_out: Vec::new(),
         }
     }
 
@@ -589,6 +626,7 @@ mod tests {
             context: context.to_path_buf(),
             dockerfile: dockerfile.to_path_buf(),
             builder,
+            leave_out: Vec::new(),
         };
         let prepared = prepare(&spec).unwrap();
         let name = prepared.dockerfile_name.clone();
@@ -944,6 +982,7 @@ mod tests {
             context,
             dockerfile,
             builder: Builder::Classic,
+            leave_out: Vec::new(),
         };
 
         let err = prepare(&spec(ctx.join("missing"), ctx.join("Dockerfile"))).unwrap_err();

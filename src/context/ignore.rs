@@ -270,6 +270,40 @@ impl Patterns {
         })
     }
 
+    /// A matcher for patterns given as a list, as BuildKit sends them with a file sync
+    /// (`exclude-patterns`, already read from `.dockerignore`; `include-patterns`, and the
+    /// paths to follow): each is compiled like a `.dockerignore` line (moby/patternmatcher `New`).
+    pub fn from_list(list: &[String]) -> Result<Patterns, PatternError> {
+        let mut out = Patterns::default();
+        for (index, pattern) in list.iter().enumerate() {
+            out.push(pattern, index + 1, pattern)?;
+        }
+        Ok(out)
+    }
+
+    /// fsutil's `onlyPrefixExcludeExceptions` (for `exceptions`) or `onlyPrefixIncludes`: no
+    /// pattern of that kind has a wildcard (`*[]?^\`) once a trailing `/**` or `/*` is cut
+    /// (tonistiigi/fsutil `filter.go`, `NewFilterFS`). Only then may a folder be skipped whole.
+    pub fn literal_only(&self, exceptions: bool) -> bool {
+        self.patterns
+            .iter()
+            .filter(|p| p.exception == exceptions)
+            .all(|p| !without_trailing_glob(&p.text).contains(['*', '[', ']', '?', '^', '\\']))
+    }
+
+    /// fsutil's test before it skips a folder: some pattern of the kind (exceptions when
+    /// `exceptions`), with a trailing `/**` or `/*` cut, plus `/`, starts with `dir/`.
+    pub fn literal_under(&self, dir: &[u8], exceptions: bool) -> bool {
+        self.patterns
+            .iter()
+            .filter(|p| p.exception == exceptions)
+            .any(|p| {
+                let text = without_trailing_glob(&p.text).as_bytes();
+                text.len() > dir.len() && text.starts_with(dir) && text[dir.len()] == b'/'
+                    || text == dir
+            })
+    }
+
     /// moby's `New` for one entry of the list.
     fn push(&mut self, entry: &str, line: usize, shown: &str) -> Result<(), PatternError> {
         let error = |reason: String| PatternError {
@@ -351,6 +385,13 @@ impl<'a> Subject<'a> {
             out
         })
     }
+}
+
+/// fsutil's `patternWithoutTrailingGlob`: the pattern without one trailing `/**`, then
+/// without one trailing `/*`.
+fn without_trailing_glob(text: &str) -> &str {
+    let text = text.strip_suffix("/**").unwrap_or(text);
+    text.strip_suffix("/*").unwrap_or(text)
 }
 
 /// `a/b/c` → `a`, `a/b` (Go: `filepath.Dir` split on `/`, each prefix rejoined).

@@ -30,10 +30,13 @@
 //! creates them when it unpacks the tar.
 
 mod archive;
+pub mod digest;
 pub mod ignore;
+pub mod sync;
 
 use std::fs;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
 use bytes::Bytes;
@@ -66,10 +69,13 @@ pub struct ContextSpec {
     /// The Dockerfile, anywhere (like `docker build -f`, not relative to `context`).
     pub dockerfile: PathBuf,
     pub builder: Builder,
+    /// Paths never sent, whatever `.dockerignore` says: ecrship's own outputs (the artifacts,
+    /// its state folder), so that a run's outputs never become the next run's inputs.
+    pub leave_out: Vec<PathBuf>,
 }
 
 /// A context ready to be streamed.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Prepared {
     /// The `dockerfile` query parameter for `POST /build`: the Dockerfile's path in the tar,
     /// with `/` separators.
@@ -107,6 +113,10 @@ pub enum ContextError {
         .path.display(), .cause.pattern, .cause.reason
     )]
     DockerfilePattern { path: PathBuf, cause: PatternError },
+    #[error("the daemon asked for files with an invalid pattern in its {list}: `{}`: {}", .cause.pattern, .cause.reason)]
+    SyncPattern { list: String, cause: PatternError },
+    #[error("`{}` has a name that is not UTF-8, which BuildKit's file sync cannot carry; rename it or exclude it in .dockerignore", .path.display())]
+    NotUtf8 { path: PathBuf },
     #[error("cannot read `{}`: {}", .path.display(), describe(.cause))]
     Read { path: PathBuf, cause: io::Error },
     #[error("`{}` changed size while it was being sent; retry when nothing writes to the context", .path.display())]
@@ -127,8 +137,10 @@ impl ContextError {
             | ContextError::DockerfileMissing { .. }
             | ContextError::DockerfileNotFile { .. }
             | ContextError::Pattern { .. }
-            | ContextError::DockerfilePattern { .. } => 2,
-            ContextError::Read { .. }
+            | ContextError::DockerfilePattern { .. }
+            | ContextError::NotUtf8 { .. } => 2,
+            ContextError::SyncPattern { .. }
+            | ContextError::Read { .. }
             | ContextError::Changed { .. }
             | ContextError::Write { .. }
             | ContextError::Cancelled => 1,
@@ -151,9 +163,9 @@ fn describe(err: &io::Error) -> String {
     }
 }
 
-/// Checks the context and the Dockerfile, reads `.dockerignore` and decides the Dockerfile's
-/// name in the tar. Does not walk the folder.
-pub fn prepare(spec: &ContextSpec) -> Result<Prepared, ContextError> {
+/// The context folder and the Dockerfile, checked: both exist, symlinks resolved (the CLI's
+/// `filepath.EvalSymlinks`, so a symlinked Dockerfile is named by its target).
+fn checked_paths(spec: &ContextSpec) -> Result<(PathBuf, PathBuf), ContextError> {
     let root = fs::canonicalize(&spec.context).map_err(|cause| match cause.kind() {
         io::ErrorKind::NotFound => ContextError::ContextMissing {
             path: spec.context.clone(),
@@ -171,8 +183,6 @@ pub fn prepare(spec: &ContextSpec) -> Result<Prepared, ContextError> {
             path: spec.context.clone(),
         });
     }
-    // The CLI resolves symlinks in both paths (`filepath.EvalSymlinks`), so a symlinked
-    // Dockerfile is named by its target.
     let dockerfile = fs::canonicalize(&spec.dockerfile).map_err(|cause| match cause.kind() {
         io::ErrorKind::NotFound | io::ErrorKind::NotADirectory => ContextError::DockerfileMissing {
             path: spec.dockerfile.clone(),
@@ -187,31 +197,59 @@ pub fn prepare(spec: &ContextSpec) -> Result<Prepared, ContextError> {
             path: spec.dockerfile.clone(),
         });
     }
+    Ok((root, dockerfile))
+}
+
+/// An ignore file's bytes and patterns; `None` when there is none.
+fn read_ignore_file(
+    path: &Path,
+    shown: &Path,
+) -> Result<Option<(Vec<u8>, Patterns)>, ContextError> {
+    let bytes = match fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(cause) => {
+            return Err(ContextError::Read {
+                path: shown.to_path_buf(),
+                cause,
+            });
+        }
+    };
+    let patterns = Patterns::parse(&String::from_utf8_lossy(&bytes)).map_err(|cause| {
+        ContextError::Pattern {
+            file: shown.to_path_buf(),
+            cause,
+        }
+    })?;
+    Ok(Some((bytes, patterns)))
+}
+
+/// `leave_out` as paths relative to `root`, for those that exist inside it.
+fn leave_out_in(root: &Path, leave_out: &[PathBuf]) -> Vec<Vec<u8>> {
+    leave_out
+        .iter()
+        .filter_map(|path| fs::canonicalize(path).ok())
+        .map(|path| relative_path(root, &path))
+        .filter(|rel| !rel.starts_with(".."))
+        .map(|rel| rel.as_os_str().as_bytes().to_vec())
+        .collect()
+}
+
+/// Checks the context and the Dockerfile, reads `.dockerignore` and decides the Dockerfile's
+/// name in the tar. Does not walk the folder.
+pub fn prepare(spec: &ContextSpec) -> Result<Prepared, ContextError> {
+    let (root, dockerfile) = checked_paths(spec)?;
     let relative = relative_path(&root, &dockerfile);
     let inside = !relative.starts_with("..");
     let relative = relative.to_string_lossy().into_owned();
 
     let shown_root = spec.context.clone();
     let ignore_shown = shown_in(&shown_root, ".dockerignore");
-    let ignore_bytes = match fs::read(root.join(".dockerignore")) {
-        Ok(bytes) => Some(bytes),
-        Err(err) if err.kind() == io::ErrorKind::NotFound => None,
-        Err(cause) => {
-            return Err(ContextError::Read {
-                path: ignore_shown,
-                cause,
-            });
-        }
-    };
-    let original = match &ignore_bytes {
-        Some(bytes) => Patterns::parse(&String::from_utf8_lossy(bytes)).map_err(|cause| {
-            ContextError::Pattern {
-                file: ignore_shown.clone(),
-                cause,
-            }
-        })?,
-        None => Patterns::default(),
-    };
+    let (ignore_bytes, original) =
+        match read_ignore_file(&root.join(".dockerignore"), &ignore_shown)? {
+            Some((bytes, patterns)) => (Some(bytes), patterns),
+            None => (None, Patterns::default()),
+        };
     let rules =
         original
             .with_build_files(&relative)
@@ -222,18 +260,26 @@ pub fn prepare(spec: &ContextSpec) -> Result<Prepared, ContextError> {
 
     let dockerfile_excluded = inside && original.is_excluded(&relative);
     let ignore_excluded = original.is_excluded(".dockerignore");
-    let generated_name = format!(".dockerfile.{}", random_hex20());
+    // The CLI picks 20 random hex digits; a name made from the Dockerfile's bytes keeps the
+    // context the same from run to run, so the build cache and the inputs digest hold.
+    let content = fs::read(&dockerfile).map_err(|cause| ContextError::Read {
+        path: spec.dockerfile.clone(),
+        cause,
+    })?;
+    let generated_name = format!(".dockerfile.{}", &sha256_hex(&content)[..20]);
     let appended_line = |content: &[u8]| {
         let mut out = content.to_vec();
         out.extend_from_slice(format!("\n{generated_name}\n").as_bytes());
         out
     };
 
+    let leave_out = leave_out_in(&root, &spec.leave_out);
     let mut plan = archive::Plan {
         root,
         shown_root,
         rules,
         dockerfile_rel: inside.then(|| relative.clone().into_bytes()),
+        leave_out,
         omit_dockerfile: false,
         dockerignore: ignore_bytes.clone(),
         dockerignore_rewritten: false,
@@ -314,10 +360,14 @@ impl Prepared {
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, io::Error>>(CHANNEL_CAPACITY);
         let plan = self.plan;
         let handle = tokio::task::spawn_blocking(move || {
-            let result = archive::write(&plan, |chunk| {
-                tx.blocking_send(Ok(chunk))
-                    .map_err(|_| ContextError::Cancelled)
-            });
+            let result = archive::write(
+                &plan,
+                |chunk| {
+                    tx.blocking_send(Ok(chunk))
+                        .map_err(|_| ContextError::Cancelled)
+                },
+                None,
+            );
             if let Err(err) = &result {
                 if !matches!(err, ContextError::Cancelled) {
                     let _ = tx.blocking_send(Err(io::Error::other(err.to_string())));
@@ -331,14 +381,145 @@ impl Prepared {
         (body, handle)
     }
 
+    /// The digest of the entries [`Self::stream`] would send (see [`digest`]): one walk that
+    /// reads every file sent, on this thread, writing nothing.
+    pub fn digest(&self) -> Result<String, ContextError> {
+        let mut digest = digest::ContextDigest::default();
+        archive::write(&self.plan, |_| Ok(()), Some(&mut digest))?;
+        Ok(digest.finish())
+    }
+
     /// Writes the whole tar to `w` on this thread (tests, benchmarks, `--output` of a tar).
     pub fn write_to(self, mut w: impl Write) -> Result<ContextSummary, ContextError> {
-        let summary = archive::write(&self.plan, |chunk| {
-            w.write_all(&chunk)
-                .map_err(|cause| ContextError::Write { cause })
-        })?;
+        let summary = archive::write(
+            &self.plan,
+            |chunk| {
+                w.write_all(&chunk)
+                    .map_err(|cause| ContextError::Write { cause })
+            },
+            None,
+        )?;
         w.flush().map_err(|cause| ContextError::Write { cause })?;
         Ok(summary)
+    }
+}
+
+/// A context for BuildKit's file sync (see [`sync`]): the daemon asks for the files, and for the
+/// Dockerfile from its own folder, so the Dockerfile is never part of the context.
+#[derive(Debug, Clone)]
+pub struct SyncedContext {
+    /// The context folder, symlinks resolved.
+    pub root: PathBuf,
+    /// The context folder as given, for messages.
+    pub shown_root: PathBuf,
+    /// The Dockerfile's folder (the `dockerfile` local) and its name there (the `dockerfile`
+    /// query parameter), as the docker CLI sends them in BuildKit mode.
+    pub dockerfile_dir: PathBuf,
+    pub dockerfile_name: String,
+    /// Paths in the context never sent.
+    pub leave_out: Vec<Vec<u8>>,
+    /// The patterns the Dockerfile frontend will ask to exclude: `<Dockerfile>.dockerignore`
+    /// when it exists, else the context's `.dockerignore` (buildkit `dockerui`).
+    excludes: Patterns,
+}
+
+/// Checks the context and the Dockerfile and reads the ignore file the Dockerfile frontend
+/// will read, for a build whose files go through the session. Does not walk the folder.
+pub fn prepare_sync(spec: &ContextSpec) -> Result<SyncedContext, ContextError> {
+    let (root, _) = checked_paths(spec)?;
+    let dockerfile_dir = match spec.dockerfile.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let dockerfile_name = spec
+        .dockerfile
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let own_ignore = spec
+        .dockerfile
+        .with_file_name(format!("{dockerfile_name}.dockerignore"));
+    let excludes = match read_ignore_file(&own_ignore, &own_ignore)? {
+        Some((_, patterns)) => patterns,
+        None => {
+            let shown = shown_in(&spec.context, ".dockerignore");
+            read_ignore_file(&root.join(".dockerignore"), &shown)?
+                .map(|(_, patterns)| patterns)
+                .unwrap_or_default()
+        }
+    };
+    Ok(SyncedContext {
+        leave_out: leave_out_in(&root, &spec.leave_out),
+        shown_root: spec.context.clone(),
+        root,
+        dockerfile_dir,
+        dockerfile_name,
+        excludes,
+    })
+}
+
+impl SyncedContext {
+    /// The digest of the context entries the file sync sends when the frontend asks for the
+    /// whole context with the ignore file's patterns (see [`digest`]); one walk that reads every
+    /// file sent.
+    pub fn digest(&self) -> Result<String, ContextError> {
+        let filter = sync::Filter::excluding(self.excludes.clone());
+        let mut digest = digest::ContextDigest::default();
+        let mut buf = vec![0u8; 256 * 1024];
+        sync::walk(
+            &self.root,
+            &filter,
+            &self.leave_out,
+            &self.shown_root,
+            &mut |entry| {
+                use sync::go_mode;
+                let kind = match entry.mode & go_mode::TYPE {
+                    _ if entry.is_hard_link() => digest::Kind::HardLink,
+                    0 => digest::Kind::File,
+                    m if m & go_mode::DIR != 0 => digest::Kind::Dir,
+                    m if m & go_mode::SYMLINK != 0 => digest::Kind::Symlink,
+                    m if m & go_mode::NAMED_PIPE != 0 => digest::Kind::Fifo,
+                    m if m & go_mode::CHAR_DEVICE != 0 => digest::Kind::CharDevice,
+                    _ => digest::Kind::BlockDevice,
+                };
+                let device = (entry.devmajor as u32, entry.devminor as u32);
+                let link = (!entry.linkname.is_empty()).then_some(entry.linkname.as_bytes());
+                digest.entry(
+                    kind,
+                    entry.path.as_bytes(),
+                    entry.mode,
+                    entry.size as u64,
+                    link,
+                    Some(device),
+                );
+                if kind == digest::Kind::File {
+                    if let Some(source) = &entry.source {
+                        let shown = shown_in(&self.shown_root, &entry.path);
+                        let read_error = |cause| ContextError::Read {
+                            path: shown.clone(),
+                            cause,
+                        };
+                        let mut file = fs::File::open(source).map_err(read_error)?;
+                        let mut total = 0u64;
+                        loop {
+                            let n = match io::Read::read(&mut file, &mut buf) {
+                                Ok(0) => break,
+                                Ok(n) => n,
+                                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                                Err(e) => return Err(read_error(e)),
+                            };
+                            total += n as u64;
+                            digest.data(&buf[..n]);
+                        }
+                        if total != entry.size as u64 {
+                            return Err(ContextError::Changed { path: shown });
+                        }
+                    }
+                }
+                Ok(())
+            },
+        )?;
+        Ok(digest.finish())
     }
 }
 
@@ -367,26 +548,10 @@ fn shown_in(shown_root: &Path, rel: impl AsRef<Path>) -> PathBuf {
     }
 }
 
-/// 20 random hex characters, as the CLI's `stringid.GenerateRandomID()[:20]`.
-fn random_hex20() -> String {
-    let mut bytes = [0u8; 10];
-    let from_os = fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes));
-    if from_os.is_err() {
-        // std's hasher keys are seeded from the OS once per process.
-        use std::hash::{BuildHasher, Hasher};
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or_default();
-        for (i, chunk) in bytes.chunks_mut(8).enumerate() {
-            let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-            hasher.write_u128(nanos);
-            hasher.write_usize(i);
-            let value = hasher.finish().to_le_bytes();
-            chunk.copy_from_slice(&value[..chunk.len()]);
-        }
-    }
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+/// Lowercase hex of the SHA-256 of `bytes`.
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(bytes))
 }
 
 #[cfg(test)]
@@ -422,15 +587,6 @@ mod tests {
                 PathBuf::from(want)
             );
         }
-    }
-
-    #[test]
-    fn generated_names_are_20_hex() {
-        let a = random_hex20();
-        let b = random_hex20();
-        assert_eq!(a.len(), 20);
-        assert!(a.bytes().all(|c| c.is_ascii_hexdigit()));
-        assert_ne!(a, b);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use futures_util::{Stream, StreamExt};
 
 use super::connect::{describe, split_reference};
 use super::progress::{BuildkitProgress, LineSplitter};
-use super::{BuildRequest, Daemon, DockerError, session};
+use super::{BuildContext, BuildRequest, Daemon, DockerError, session};
 use crate::context::Builder;
 
 /// How many lines of a build's log a [`DockerError::Build`] keeps.
@@ -19,8 +19,8 @@ const TAIL_LINES: usize = 20;
 impl Daemon {
     /// Runs one build and returns the image id (`sha256:...`).
     ///
-    /// `context` is the tar stream of the build context (uncompressed or gzip); it is sent as it
-    /// is produced, never held whole. `on_line` receives each log line as it arrives, without any
+    /// `context` is a tar stream, sent as it is produced and never held whole, or folders the
+    /// daemon syncs through the build's session. `on_line` receives each log line as it arrives, without any
     /// prefix: the classic builder's output, or BuildKit's progress rendered as plain lines. An
     /// error in the stream (the daemon answers 200 then reports `errorDetail`) is a
     /// [`DockerError::Build`] carrying the daemon's message and the last 20 log lines.
@@ -31,15 +31,12 @@ impl Daemon {
     /// `required`, and is named in a warning line otherwise.
     ///
     /// Dropping the returned future cancels the build on the daemon (see the module docs).
-    pub async fn build<S>(
+    pub async fn build(
         &self,
         req: &BuildRequest,
-        context: S,
+        context: BuildContext,
         on_line: &mut (dyn FnMut(&str) + Send),
-    ) -> Result<String, DockerError>
-    where
-        S: Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static,
-    {
+    ) -> Result<String, DockerError> {
         if req.builder == Builder::Classic && !req.secrets.is_empty() {
             let mut ids: Vec<String> = req.secrets.iter().map(|(id, _)| id.clone()).collect();
             ids.sort();
@@ -47,15 +44,19 @@ impl Daemon {
             return Err(DockerError::SecretsNeedBuildKit { ids });
         }
         let mut log = BuildLog::new(on_line);
-        let result = match (&self.endpoint, req.builder) {
-            (Some(endpoint), Builder::BuildKit) => {
+        let result = match (&self.endpoint, req.builder, context) {
+            (Some(endpoint), Builder::BuildKit, context) => {
                 self.run_buildkit(endpoint, req, context, &mut log).await
             }
-            (None, Builder::BuildKit) if !req.secrets.is_empty() => Err(format!(
+            (None, Builder::BuildKit, _) if !req.secrets.is_empty() => Err(format!(
                 "secret mounts need the daemon on a unix:// socket or plain tcp://, not {}",
                 self.address
             )),
-            _ => self.run_build(req, context, &mut log).await,
+            (_, _, BuildContext::Tar(tar)) => self.run_build(req, tar, &mut log).await,
+            (_, _, BuildContext::Synced(_)) => Err(format!(
+                "a synced context needs BuildKit on a unix:// socket or plain tcp://, not {}",
+                self.address
+            )),
         };
         let id = match result {
             Ok(id) => id,
@@ -87,7 +88,7 @@ impl Daemon {
         S: Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static,
     {
         let session = (req.builder == Builder::BuildKit).then(session::new_id);
-        let options = build_options(req, session);
+        let options = build_options(req, session, false);
         let mut stream =
             self.streaming
                 .build_image(options, None, Some(bollard::body_try_stream(context)));
@@ -103,8 +104,13 @@ impl Daemon {
     }
 }
 
-/// The query of `POST /build` for `req`; `session` only for BuildKit. Secrets are not in it.
-pub(super) fn build_options(req: &BuildRequest, session: Option<String>) -> BuildImageOptions {
+/// The query of `POST /build` for `req`; `session` only for BuildKit, and `synced` when the
+/// files come through it (`remote=client-session`). Secrets are not in it.
+pub(super) fn build_options(
+    req: &BuildRequest,
+    session: Option<String>,
+    synced: bool,
+) -> BuildImageOptions {
     let pairs = |v: &[(String, String)]| -> Option<HashMap<String, String>> {
         (!v.is_empty()).then(|| v.iter().cloned().collect())
     };
@@ -126,6 +132,8 @@ pub(super) fn build_options(req: &BuildRequest, session: Option<String>) -> Buil
             BuilderVersion::BuilderV1
         },
         session: session.filter(|_| buildkit),
+        remote: (buildkit && synced).then(|| "client-session".to_string()),
+        cachefrom: (!req.cache_from.is_empty()).then(|| req.cache_from.clone()),
         ..Default::default()
     }
 }
@@ -294,7 +302,7 @@ mod tests {
             pull: true,
             ..Default::default()
         };
-        let o = build_options(&req, Some("ecrship-1".into()));
+        let o = build_options(&req, Some("ecrship-1".into()), false);
         assert_eq!(o.t.as_deref(), Some("app:v1"));
         assert_eq!(o.buildargs.as_ref().unwrap()["A"], "2");
         assert_eq!(o.target, "prod");
@@ -318,6 +326,7 @@ mod tests {
                 ..req
             },
             Some("ecrship-2".into()),
+            false,
         );
         assert_eq!(classic.version, BuilderVersion::BuilderV1);
         assert_eq!(classic.session, None);
@@ -330,7 +339,8 @@ mod tests {
             secrets: vec![("skb".into(), Secret::new("query-secret-value".into()))],
             ..Default::default()
         };
-        let query = serde_urlencoded::to_string(build_options(&req, Some("s".into()))).unwrap();
+        let query =
+            serde_urlencoded::to_string(build_options(&req, Some("s".into()), true)).unwrap();
         assert!(
             !query.contains("query-secret-value") && !query.contains("skb"),
             "{query}"

@@ -60,6 +60,12 @@ impl Daemon {
         &self.address
     }
 
+    /// Whether ecrship reaches the daemon itself (`unix://` or plain `tcp://`), and so can
+    /// serve a BuildKit session: synced contexts and secret mounts.
+    pub fn serves_sessions(&self) -> bool {
+        self.endpoint.is_some()
+    }
+
     /// Tags `image` (an id or reference) as `repo:tag`.
     pub async fn tag(&self, image: &str, repo: &str, tag: &str) -> Result<(), DockerError> {
         let options = TagImageOptions {

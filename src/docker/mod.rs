@@ -60,18 +60,19 @@ mod buildkit;
 mod connect;
 mod endpoint;
 mod progress;
+mod pull;
 mod push;
 pub mod session;
-
 
 use std::time::Duration;
 
 use bollard::Docker;
 
 use crate::context::Builder;
+pub use crate::context::SyncedContext;
+pub use crate::registry::Credentials;
 use crate::secret::Secret;
 use endpoint::Endpoint;
-pub use crate::registry::Credentials;
 pub use progress::BuildkitProgress;
 pub use push::{is_transient, parse_digest};
 
@@ -93,7 +94,8 @@ pub struct BuildRequest {
     /// References to give the image (`repo:tag`); the first is set by the build, the rest by
     /// `POST /images/{id}/tag` afterwards.
     pub tags: Vec<String>,
-    /// Path of the Dockerfile inside the context tar.
+    /// The Dockerfile's path inside the context tar, or its name in its folder when the
+    /// files go through the session.
     pub dockerfile: String,
     /// `--build-arg` pairs; a later duplicate wins.
     pub build_args: Vec<(String, String)>,
@@ -112,8 +114,27 @@ pub struct BuildRequest {
     /// BuildKit secret mounts, id → value (`RUN --mount=type=secret,id=<id>` reads the value at
     /// `/run/secrets/<id>`); a later duplicate id wins. BuildKit only.
     pub secrets: Vec<(String, Secret)>,
+    /// Images whose layers the build may reuse (`--cache-from`): with BuildKit, their inline
+    /// cache is read from the registry; the classic builder needs them pulled first.
+    pub cache_from: Vec<String>,
+    /// Credentials for the registry ecrship pushes to, handed to BuildKit through the session
+    /// for that registry only (cache imports, a base image there).
+    pub credentials: Option<Credentials>,
 }
 
+/// What a build is made from.
+pub enum BuildContext {
+    /// The context as a tar stream, the body of `POST /build` (uncompressed or gzip), sent as
+    /// it is produced.
+    Tar(
+        std::pin::Pin<
+            Box<dyn futures_util::Stream<Item = Result<bytes::Bytes, std::io::Error>> + Send>,
+        >,
+    ),
+    /// Folders the daemon syncs through the build's session (`remote=client-session`): the
+    /// context, and the Dockerfile's folder. BuildKit on a `unix://` or plain `tcp://` daemon.
+    Synced(crate::context::SyncedContext),
+}
 
 /// What [`Daemon::inspect`] reports about a local image.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -216,7 +237,6 @@ pub struct Daemon {
 #[cfg(test)]
 mod tests {
     use super::*;
-
 
     #[test]
     fn build_error_shows_the_tail() {

@@ -77,7 +77,13 @@ mod tests {
 
     #[test]
     fn loopback_hosts_are_plain_http() {
-        for host in ["127.0.0.1:5000", "127.3.4.5", "localhost:5000", "[::1]:5000", "::1"] {
+        for host in [
+            "127.0.0.1:5000",
+            "127.3.4.5",
+            "localhost:5000",
+            "[::1]:5000",
+            "::1",
+        ] {
             assert!(is_loopback(host), "{host}");
         }
         for host in [
@@ -110,6 +116,9 @@ mod tests {
         assert!(!local.is_for("127.0.0.1:5001"));
         assert!(!local.is_for("localhost:5000"));
         let shown = format!("{creds:?}");
-        assert!(!shown.contains("hunter2") && shown.contains("***"), "{shown}");
+        assert!(
+            !shown.contains("hunter2") && shown.contains("***"),
+            "{shown}"
+        );
     }
 }

@@ -94,7 +94,11 @@ impl Manifest {
         let media_type = raw
             .media_type
             .filter(|m| !m.is_empty())
-            .or_else(|| served.filter(|s| ALL_MANIFESTS.contains(s)).map(str::to_owned))
+            .or_else(|| {
+                served
+                    .filter(|s| ALL_MANIFESTS.contains(s))
+                    .map(str::to_owned)
+            })
             .unwrap_or_else(|| {
                 if raw.manifests.is_some() {
                     OCI_INDEX.to_owned()

@@ -68,7 +68,9 @@ pub struct Registry {
 
 impl std::fmt::Debug for Registry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Registry").field("host", &self.host).finish()
+        f.debug_struct("Registry")
+            .field("host", &self.host)
+            .finish()
     }
 }
 
@@ -192,9 +194,17 @@ impl Registry {
 
     fn reference(&self, repository: &str, reference: &str) -> Reference {
         if reference.contains(':') {
-            Reference::with_digest(self.host.clone(), repository.to_owned(), reference.to_owned())
+            Reference::with_digest(
+                self.host.clone(),
+                repository.to_owned(),
+                reference.to_owned(),
+            )
         } else {
-            Reference::with_tag(self.host.clone(), repository.to_owned(), reference.to_owned())
+            Reference::with_tag(
+                self.host.clone(),
+                repository.to_owned(),
+                reference.to_owned(),
+            )
         }
     }
 

@@ -1,0 +1,201 @@
+//! The commands that reach the outside: `build`, `push`, `release` and `manifest`. Each loads
+//! the plan, connects what it needs (the daemon, AWS, ECR's login, the registry) and hands them
+//! to the pipeline; what may be refused is refused before anything is built or pushed.
+
+use std::collections::BTreeMap;
+
+use crate::cli::{self, Global};
+use crate::config::Config;
+use crate::docker::{self, Daemon};
+use crate::error::Error;
+use crate::pipeline::{self, Env, Options, Steps, Summary, Target};
+use crate::plan::{self, Plan, Registry as PlanRegistry, RegistrySource};
+use crate::registry::Registry;
+use crate::view::View;
+use crate::{artifacts, aws, load_plan};
+
+/// What one of `build`, `push`, `release` was asked to do.
+pub struct Request<'a> {
+    pub steps: Steps,
+    pub build: Option<&'a cli::BuildFlags>,
+    pub push: Option<&'a cli::PushFlags>,
+    pub dry_run: bool,
+}
+
+impl Request<'_> {
+    fn pushing(&self) -> bool {
+        self.steps != Steps::Build && !self.dry_run
+    }
+}
+
+/// Runs `build`, `push` or `release` for the images named (all when none).
+pub async fn steps(
+    global: &Global,
+    names: &[String],
+    request: &Request<'_>,
+    view: &dyn View,
+) -> Result<Summary, Error> {
+    let (config, plan) = load_plan(global, names)?;
+    let root = global.directory.as_path();
+    if request.pushing() {
+        refuse_after_failed_build()?;
+    }
+    // The artifacts are written last, after the pushes: a folder that cannot take them must
+    // fail the run before anything is built or pushed.
+    if (request.pushing() || request.dry_run) && plan.only_platform.is_none() {
+        artifacts::check_writable(&root.join(&plan.imagedefinitions))?;
+    }
+    let daemon = Daemon::connect().await?;
+    let building = request.steps != Steps::Push;
+    let ssm_names = if building {
+        plan.ssm_parameters()
+    } else {
+        Default::default()
+    };
+    // AWS: for SSM parameters, for the push, and for the reuse check of `build`.
+    let (aws, no_aws) = if request.dry_run {
+        (None, None)
+    } else {
+        match aws::load().await {
+            Ok(aws) => (Some(aws), None),
+            Err(e) if !request.pushing() && ssm_names.is_empty() => (None, Some(format!("{e}"))),
+            Err(e) => return Err(e.into()),
+        }
+    };
+    let ssm = match &aws {
+        Some(aws) => aws::ssm::parameters(aws, &ssm_names).await?,
+        None => BTreeMap::new(),
+    };
+    let (plan, target, no_target) = match &aws {
+        None => (
+            plan,
+            None,
+            no_aws.map(|why| {
+                format!(
+                    "the registry is not asked for images to reuse ({why}); every image is built"
+                )
+            }),
+        ),
+        Some(aws) => match connect_registry(aws, plan.clone(), request).await {
+            Ok((plan, target)) => (plan, Some(target), None),
+            Err(e) if !request.pushing() => (
+                plan,
+                None,
+                Some(format!(
+                    "the registry is not asked for images to reuse ({e}); every image is built"
+                )),
+            ),
+            Err(e) => return Err(e),
+        },
+    };
+    let options = options(&config, &plan, request);
+    let env = |name: &str| std::env::var(name).ok();
+    let env = Env {
+        root,
+        daemon: &daemon,
+        target: target.as_ref(),
+        no_target,
+        ssm: &ssm,
+        env: &env,
+        view,
+    };
+    pipeline::run(&plan, &options, &env).await
+}
+
+/// `manifest`: joins each multi-platform image's platforms into a manifest list, checks the
+/// single-platform images are there, and writes the artifacts; from the registry alone.
+pub async fn manifest(
+    global: &Global,
+    names: &[String],
+    flags: &cli::PushFlags,
+) -> Result<Summary, Error> {
+    let (config, plan) = load_plan(global, names)?;
+    if plan.only_platform.is_some() {
+        return Err(Error::Usage(
+            "`ecrship manifest` joins every platform: run it without --platform".into(),
+        ));
+    }
+    refuse_after_failed_build()?;
+    let root = global.directory.as_path();
+    artifacts::check_writable(&root.join(&plan.imagedefinitions))?;
+    let aws = aws::load().await?;
+    let request = Request {
+        steps: Steps::Push,
+        build: None,
+        push: Some(flags),
+        dry_run: false,
+    };
+    let (plan, target) = connect_registry(&aws, plan, &request).await?;
+    let options = options(&config, &plan, &request);
+    pipeline::list::manifest(root, &plan, &options, &target).await
+}
+
+/// Logs in to ECR and aims the plan at the registry: ECR's own, unless `--registry` or the
+/// config names another (then with ECR's credentials).
+async fn connect_registry(
+    aws: &aws_config::SdkConfig,
+    plan: Plan,
+    request: &Request<'_>,
+) -> Result<(Plan, Target), Error> {
+    let login = aws::ecr::login(aws).await?;
+    let plan = match plan.registry.source {
+        RegistrySource::Flag | RegistrySource::Config => plan,
+        _ => plan.with_registry(PlanRegistry {
+            host: login.host.clone(),
+            source: RegistrySource::Ecr,
+        }),
+    };
+    if request.pushing() && request.push.is_some_and(|p| p.create_repositories) {
+        let repositories: Vec<&str> = plan.images.iter().map(|i| i.repository.as_str()).collect();
+        aws::ecr::create_repositories(aws, &repositories).await?;
+    }
+    let credentials = docker::Credentials {
+        server: plan.registry.host.clone(),
+        ..login.credentials
+    };
+    // Only ECR can tell what an immutable tag holds; another registry has no immutable tags.
+    let is_ecr = plan.registry.source == RegistrySource::Ecr
+        || plan::ecr_registry(&plan.registry.host).is_some();
+    let target = Target {
+        registry: Registry::new(&plan.registry.host, Some(&credentials)),
+        credentials,
+        ecr: is_ecr.then(|| aws.clone()),
+    };
+    Ok((plan, target))
+}
+
+fn options(config: &Config, plan: &Plan, request: &Request<'_>) -> Options {
+    let build = request.build;
+    Options {
+        steps: request.steps,
+        dry_run: request.dry_run,
+        jobs: build
+            .and_then(|b| b.jobs.map(usize::from))
+            .or(config.jobs)
+            .unwrap_or_else(|| {
+                plan.images
+                    .iter()
+                    .map(|i| i.builds.len())
+                    .sum::<usize>()
+                    .max(1)
+            }),
+        builder: build.and_then(|b| b.builder).unwrap_or(config.builder),
+        no_cache: build.is_some_and(|b| b.no_cache),
+        pull: build.is_some_and(|b| b.pull),
+        rebuild: build.is_some_and(|b| b.rebuild),
+        pin_digest: request.push.is_some_and(|p| p.pin_digest),
+        max_age: config.reuse_max_age,
+    }
+}
+
+/// CodeBuild runs `post_build` even when `build` failed: then nothing may be pushed.
+fn refuse_after_failed_build() -> Result<(), Error> {
+    if std::env::var("CODEBUILD_BUILD_SUCCEEDING").is_ok_and(|v| v.trim() == "0") {
+        return Err(Error::Failed(
+            "the build phase failed (CODEBUILD_BUILD_SUCCEEDING=0): nothing was pushed and no artifact was written, \
+             so the last good deploy stays in place"
+                .into(),
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,74 @@
+//! `POST /images/create?fromImage=`: pulling an image from the registry into the daemon, for
+//! the classic builder's `cachefrom` (it reads only local images) and for an image that
+//! another one is built `FROM` when it was reused rather than built here.
+
+use bollard::auth::DockerCredentials;
+use bollard::errors::Error as BollardError;
+use bollard::query_parameters::CreateImageOptions;
+use futures_util::StreamExt;
+
+use super::connect::{describe, split_reference};
+use super::{Credentials, Daemon, DockerError};
+
+impl Daemon {
+    /// Pulls `reference` (`registry/repo:tag`) with `credentials` (sent only to their own
+    /// registry, in `X-Registry-Auth`); `Ok(false)` when the registry has no such image.
+    /// `platform` selects one image of a manifest list.
+    pub async fn pull(
+        &self,
+        reference: &str,
+        platform: Option<&str>,
+        credentials: Option<&Credentials>,
+    ) -> Result<bool, DockerError> {
+        let (repo, tag) = split_reference(reference);
+        let registry = super::connect::registry_of(repo);
+        let auth = credentials
+            .filter(|c| c.is_for(registry))
+            .map(|c| DockerCredentials {
+                username: Some(c.username.clone()),
+                password: Some(c.password.clone()),
+                serveraddress: Some(c.server.clone()),
+                ..Default::default()
+            });
+        let options = CreateImageOptions {
+            from_image: Some(repo.to_string()),
+            tag: Some(tag.to_string()),
+            platform: platform.unwrap_or_default().to_string(),
+            ..Default::default()
+        };
+        let mut stream = self.streaming.create_image(Some(options), None, auth);
+        while let Some(item) = stream.next().await {
+            match item {
+                Ok(info) => {
+                    if let Some(detail) = info.error_detail {
+                        let message = detail.message.unwrap_or_default();
+                        return not_found_or(reference, message);
+                    }
+                }
+                Err(BollardError::DockerStreamError { error }) => {
+                    return not_found_or(reference, error);
+                }
+                Err(BollardError::DockerResponseServerError {
+                    status_code: 404, ..
+                }) => return Ok(false),
+                Err(e) => return not_found_or(reference, describe(&e)),
+            }
+        }
+        Ok(true)
+    }
+}
+
+/// A pull that failed because the image is not there is `Ok(false)`; anything else an error.
+fn not_found_or(reference: &str, message: String) -> Result<bool, DockerError> {
+    let lower = message.to_ascii_lowercase();
+    if lower.contains("not found")
+        || lower.contains("manifest unknown")
+        || lower.contains("name unknown")
+    {
+        return Ok(false);
+    }
+    Err(DockerError::Api {
+        action: format!("pull {reference}"),
+        message,
+    })
+}

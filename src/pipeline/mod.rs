@@ -1,0 +1,960 @@
+//! plan → (reuse | build) → push → artifacts: the steps of a run, their order and concurrency.
+//!
+//! `prepare` checks every image's input before anything starts and computes what decides it
+//! (the inputs digest). For each build, `reuse` asks the registry for an image with the same
+//! inputs; one that is there is tagged instead of built. `build` runs the others on the daemon
+//! (from the registry's cache), `push` gets them into the registry, `list` joins the platforms
+//! of a multi-architecture image, `state` hands `build`'s decisions to a later `push`, and
+//! `summary` is what the run prints.
+//!
+//! Order and concurrency: builds run at once, at most `jobs` at a time, an image after the
+//! images it depends on. In `release`, each image's own tag is pushed as soon as it is built,
+//! while the others still build (a commit tag that nothing deploys from is harmless); the extra
+//! tags (`latest`), the cache tags and the artifacts move only once every image succeeded. The
+//! first failure stops the run: nothing that anything deploys from moves, and no artifact is
+//! written.
+
+mod build;
+pub mod list;
+mod prepare;
+mod push;
+mod reuse;
+pub mod state;
+mod summary;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::{StreamExt, TryStreamExt, stream};
+use tokio::sync::watch;
+
+use crate::artifacts;
+use crate::context::Builder;
+use crate::docker::{BuildRequest, Daemon};
+use crate::error::Error;
+use crate::plan::{Plan, PlannedBuild, PlannedImage, platform_suffix};
+use crate::registry::Manifest;
+use crate::secret::Secret;
+use crate::view::{State, View};
+
+pub use prepare::rfc3339;
+pub use push::Target;
+pub use summary::{Action, ImageSummary, ListSummary, ReusedFrom, Summary};
+
+/// Which steps a command runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Steps {
+    /// Build (or find reusable) images and record what was decided.
+    Build,
+    /// Push what `build` left, and write the artifacts.
+    Push,
+    /// Both, in one process.
+    Release,
+}
+
+/// How a run builds and pushes.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub steps: Steps,
+    /// Build for real, reach no registry and no AWS, push nothing; still write the artifacts.
+    pub dry_run: bool,
+    /// Builds at once.
+    pub jobs: usize,
+    pub builder: Builder,
+    pub no_cache: bool,
+    pub pull: bool,
+    /// Build every image, whatever the registry holds.
+    pub rebuild: bool,
+    /// Write `repository@sha256:...` URIs into the artifacts.
+    pub pin_digest: bool,
+    /// How old a registry image may be and still be reused.
+    pub max_age: Duration,
+}
+
+/// What a run reaches, and where it reports.
+pub struct Env<'a> {
+    pub root: &'a Path,
+    pub daemon: &'a Daemon,
+    /// The registry, when the run may reach it (never in a dry-run).
+    pub target: Option<&'a Target>,
+    /// Why there is no `target` in a run that could have used one (said once).
+    pub no_target: Option<String>,
+    /// SSM parameters fetched for this run, by name.
+    pub ssm: &'a BTreeMap<String, Secret>,
+    pub env: &'a (dyn Fn(&str) -> Option<String> + Sync),
+    pub view: &'a dyn View,
+}
+
+/// Runs `options.steps` for the plan.
+pub async fn run(plan: &Plan, options: &Options, env: &Env<'_>) -> Result<Summary, Error> {
+    match options.steps {
+        Steps::Push => push_built(plan, options, env).await,
+        Steps::Build | Steps::Release => build_all(plan, options, env).await,
+    }
+}
+
+/// One image built (or reused) by the run: an image, or one platform of a multi-platform one.
+#[derive(Debug, Clone, Copy)]
+struct Unit<'a> {
+    index: usize,
+    image: &'a PlannedImage,
+    build: &'a PlannedBuild,
+}
+
+impl Unit<'_> {
+    /// The name its lines and states go under: `app`, or `app/arm64`.
+    fn label(&self) -> String {
+        match (&self.build.platform, self.image.platforms.is_empty()) {
+            (Some(platform), false) => format!("{}/{}", self.image.name, platform_suffix(platform)),
+            _ => self.image.name.clone(),
+        }
+    }
+}
+
+/// The builds of the plan, every image after the images it depends on (then in plan order).
+fn units(plan: &Plan) -> Vec<Unit<'_>> {
+    let mut ordered: Vec<&PlannedImage> = Vec::with_capacity(plan.images.len());
+    fn place<'a>(image: &'a PlannedImage, plan: &'a Plan, ordered: &mut Vec<&'a PlannedImage>) {
+        if ordered.iter().any(|i| i.name == image.name) {
+            return;
+        }
+        for dep in &image.depends_on {
+            if let Some(dep) = plan.images.iter().find(|i| &i.name == dep) {
+                place(dep, plan, ordered);
+            }
+        }
+        ordered.push(image);
+    }
+    for image in &plan.images {
+        place(image, plan, &mut ordered);
+    }
+    ordered
+        .into_iter()
+        .flat_map(|image| image.builds.iter().map(move |build| (image, build)))
+        .enumerate()
+        .map(|(index, (image, build))| Unit {
+            index,
+            image,
+            build,
+        })
+        .collect()
+}
+
+/// What one unit came to.
+#[derive(Debug, Clone)]
+struct Done {
+    inputs: String,
+    action: Action,
+    /// The registry's image it reused.
+    reused: Option<reuse::Found>,
+    built: Option<build::Built>,
+    /// Pushed under its own tag: the digest, and when.
+    digest: Option<String>,
+    push_seconds: Option<f64>,
+}
+
+/// `build` and `release`: decide, build, and (in `release`) push each image.
+async fn build_all(plan: &Plan, options: &Options, env: &Env<'_>) -> Result<Summary, Error> {
+    let jobs: Vec<Arc<prepare::Job>> = prepare::jobs(plan, options, env)?
+        .into_iter()
+        .map(Arc::new)
+        .collect();
+    let job_of = |image: &PlannedImage| {
+        let index = plan.images.iter().position(|i| i.name == image.name);
+        Arc::clone(&jobs[index.unwrap_or_default()])
+    };
+    let pushing = options.steps == Steps::Release && !options.dry_run;
+    let no_reuse = why_no_reuse(options, env);
+    if let Some(why) = &no_reuse {
+        tracing::info!("{why}");
+    }
+    let units = units(plan);
+    let (senders, receivers): (Vec<_>, Vec<_>) = units
+        .iter()
+        .map(|_| watch::channel(None::<Arc<Done>>))
+        .unzip();
+    let started = Instant::now();
+    let run = Run {
+        plan,
+        options,
+        env,
+        units: &units,
+        receivers: &receivers,
+        pushing,
+        reuse: no_reuse.is_none(),
+        started,
+    };
+    for unit in &units {
+        env.view.state(&unit.label(), State::Waiting);
+    }
+    let run = &run;
+    let done: Vec<(usize, Arc<Done>)> = stream::iter(units.iter().copied())
+        .map(|unit| {
+            let job = job_of(unit.image);
+            let sender = &senders[unit.index];
+            async move {
+                let label = unit.label();
+                let result = run.unit(unit, &job).await;
+                env.view.state(
+                    &label,
+                    match &result {
+                        Ok(done) if done.action == Action::Reused => State::Reused,
+                        Ok(_) => State::Done,
+                        Err(_) => State::Failed,
+                    },
+                );
+                let done = Arc::new(result?);
+                sender.send_replace(Some(Arc::clone(&done)));
+                Ok::<_, Error>((unit.index, done))
+            }
+        })
+        .buffer_unordered(options.jobs.max(1))
+        .try_collect()
+        .await?;
+    let done: Vec<Arc<Done>> = done_sorted(done).into_iter().map(|(_, d)| d).collect();
+
+    let mut summary = run.summary(&done);
+    summary.reuse_skipped = no_reuse;
+    if pushing {
+        let target = env
+            .target
+            .ok_or_else(|| Error::Failed("internal: a push without a registry".into()))?;
+        let finished = finish(plan, options, env, target, &units, &done).await?;
+        summary.lists = finished.lists;
+        summary.artifacts = finished.artifacts;
+        for (row, uri) in summary.images.iter_mut().zip(finished.uris) {
+            if let Some(uri) = uri {
+                row.uri = uri;
+            }
+        }
+    } else if options.dry_run && plan.only_platform.is_none() {
+        let uris: Vec<String> = plan.deployed().map(|i| i.uri.clone()).collect();
+        summary.artifacts = write_artifacts(env.root, plan, &uris)?;
+    }
+    if options.steps == Steps::Build {
+        let mut state = state::State {
+            tag: plan.tag.value.clone(),
+            registry: plan.registry.host.clone(),
+            ..state::State::default()
+        };
+        for (unit, done) in units.iter().zip(&done) {
+            let decision = match (&done.reused, &done.built) {
+                (Some(found), _) => state::Decision::Reused {
+                    from: found.tag.clone(),
+                    digest: found.manifest.digest.clone(),
+                    inputs: done.inputs.clone(),
+                },
+                (None, Some(built)) => state::Decision::Built {
+                    image_id: built.image_id.clone(),
+                    inputs: done.inputs.clone(),
+                },
+                (None, None) => continue,
+            };
+            state.builds.insert(unit.label(), decision);
+        }
+        state.merge_and_write(env.root)?;
+    }
+    Ok(summary)
+}
+
+fn done_sorted(mut done: Vec<(usize, Arc<Done>)>) -> Vec<(usize, Arc<Done>)> {
+    done.sort_by_key(|(index, _)| *index);
+    done
+}
+
+/// Why a run will not reuse images, or `None` when it may.
+fn why_no_reuse(options: &Options, env: &Env<'_>) -> Option<String> {
+    if options.dry_run {
+        Some("dry-run: the registry is not asked for images to reuse; every image is built".into())
+    } else if options.rebuild {
+        Some("--rebuild: every image is built".into())
+    } else if options.pull {
+        Some("--pull: every image is built, with its base images pulled again".into())
+    } else if env.target.is_none() {
+        Some(env.no_target.clone().unwrap_or_else(|| {
+            "no registry to ask for images to reuse; every image is built".into()
+        }))
+    } else {
+        None
+    }
+}
+
+/// The shared state of one `build_all`.
+struct Run<'a> {
+    plan: &'a Plan,
+    options: &'a Options,
+    env: &'a Env<'a>,
+    units: &'a [Unit<'a>],
+    receivers: &'a [watch::Receiver<Option<Arc<Done>>>],
+    pushing: bool,
+    reuse: bool,
+    started: Instant,
+}
+
+/// What a unit needs of one image it depends on.
+struct Dependency {
+    arg: String,
+    local_name: String,
+    inputs: String,
+    /// The registry's image, when the dependency was reused rather than built here.
+    reused: Option<String>,
+}
+
+impl Run<'_> {
+    /// Decides, builds or reuses, and pushes one unit.
+    async fn unit(&self, unit: Unit<'_>, job: &Arc<prepare::Job>) -> Result<Done, Error> {
+        let (image, build) = (unit.image, unit.build);
+        let label = unit.label();
+        let view = self.env.view;
+        let deps = self.dependencies(unit).await?;
+
+        let context_digest = {
+            let job = Arc::clone(job);
+            tokio::task::spawn_blocking(move || job.context.digest())
+                .await
+                .map_err(|e| Error::Failed(format!("the context walk stopped: {e}")))?
+                .map_err(|e| image_error(image, e.into()))?
+        };
+        let dep_inputs: BTreeMap<String, String> = deps
+            .iter()
+            .map(|d| (d.arg.clone(), d.inputs.clone()))
+            .collect();
+        let inputs = prepare::inputs_digest(
+            image,
+            build,
+            job,
+            &context_digest,
+            self.options.builder,
+            &dep_inputs,
+        );
+        tracing::debug!("[{label}] inputs {inputs}");
+
+        if let (true, true, Some(target)) = (self.reuse, image.reuse, self.env.target) {
+            view.state(&label, State::Checking);
+            let candidates: Vec<String> = std::iter::once(build.tag.clone())
+                .chain(image.extra_tags.iter().cloned())
+                .collect();
+            let mut log = |tag: &str, miss: reuse::Miss| {
+                view.line(&label, &format!("{}:{tag}: {miss}", image.repository));
+            };
+            let found = reuse::find(
+                &target.registry,
+                &image.repository,
+                &candidates,
+                build.platform.as_deref(),
+                &inputs,
+                self.options.max_age,
+                &mut log,
+            )
+            .await;
+            match found {
+                Ok(Some(found)) => {
+                    view.line(
+                        &label,
+                        &format!(
+                            "reused {}:{} ({}): same inputs, no build",
+                            image.repository, found.tag, found.manifest.digest
+                        ),
+                    );
+                    let mut done = Done {
+                        inputs,
+                        action: Action::Reused,
+                        reused: None,
+                        built: None,
+                        digest: Some(found.manifest.digest.clone()),
+                        push_seconds: None,
+                    };
+                    if self.pushing {
+                        view.state(&label, State::Pushing);
+                        push::put_tag(&target.registry, image, &build.tag, &found.manifest).await?;
+                        view.line(&label, &format!("tagged {}", build.uri));
+                        done.push_seconds = Some(self.started.elapsed().as_secs_f64());
+                    }
+                    done.reused = Some(found);
+                    return Ok(done);
+                }
+                Ok(None) => {}
+                // `build` builds anyway; `push` and `release` must not push what they cannot
+                // compare.
+                Err(e) if !self.pushing && self.options.steps == Steps::Build => {
+                    tracing::warn!("[{label}] {e}; building it");
+                }
+                Err(e) => return Err(image_error(image, e.into())),
+            }
+        }
+
+        for dep in deps.iter().filter(|d| d.reused.is_some()) {
+            self.fetch_dependency(image, &label, dep).await?;
+        }
+        view.state(&label, State::Building);
+        let request = self.request(image, build, job, &inputs, &deps);
+        if let Some(target) = self.env.target {
+            if self.options.builder == Builder::Classic {
+                self.pull_cache(&label, &request, target).await;
+            }
+        }
+        let built = build::build(
+            self.env.daemon,
+            image,
+            &label,
+            &job.context,
+            &request,
+            &build.cache,
+            view,
+        )
+        .await?;
+        let mut done = Done {
+            inputs,
+            action: Action::Built,
+            reused: None,
+            built: None,
+            digest: None,
+            push_seconds: None,
+        };
+        if self.pushing {
+            let target = self
+                .env
+                .target
+                .ok_or_else(|| Error::Failed("internal: a push without a registry".into()))?;
+            view.state(&label, State::Pushing);
+            let digest = push::push_local(
+                self.env.daemon,
+                target,
+                image,
+                &label,
+                &built.image_id,
+                &build.uri,
+                view,
+            )
+            .await?;
+            let seconds = self.started.elapsed().as_secs_f64();
+            view.line(
+                &label,
+                &format!("pushed {} ({digest}) in {seconds:.1}s", build.uri),
+            );
+            done.digest = Some(digest);
+            done.push_seconds = Some(seconds);
+        }
+        done.built = Some(built);
+        Ok(done)
+    }
+
+    /// Waits for the images `unit` depends on, and says what each brings to its build.
+    async fn dependencies(&self, unit: Unit<'_>) -> Result<Vec<Dependency>, Error> {
+        let mut deps = Vec::new();
+        for name in &unit.image.depends_on {
+            let candidates: Vec<&Unit<'_>> = self
+                .units
+                .iter()
+                .filter(|u| &u.image.name == name)
+                .collect();
+            let wanted = unit.build.platform.as_deref();
+            let dep = candidates
+                .iter()
+                .find(|u| u.build.platform.as_deref() == wanted)
+                .or_else(|| (candidates.len() == 1).then(|| &candidates[0]))
+                .or_else(|| {
+                    candidates.iter().find(|u| {
+                        u.build.platform.as_deref() == Some(crate::plan::DEFAULT_PLATFORM)
+                    })
+                });
+            let Some(dep) = dep else {
+                return Err(image_error(
+                    unit.image,
+                    Error::Usage(format!(
+                        "depends on `{name}`, which this run does not build for {}",
+                        wanted.unwrap_or(crate::plan::DEFAULT_PLATFORM)
+                    )),
+                ));
+            };
+            let mut receiver = self.receivers[dep.index].clone();
+            let done = match receiver.wait_for(Option::is_some).await {
+                Ok(done) => done.clone(),
+                Err(_) => None,
+            };
+            let Some(done) = done else {
+                return Err(image_error(
+                    unit.image,
+                    Error::Failed(format!("`{name}`, which it depends on, did not build")),
+                ));
+            };
+            deps.push(Dependency {
+                arg: prepare::dependency_arg(name),
+                local_name: dep.build.local_name().to_owned(),
+                inputs: done.inputs.clone(),
+                reused: done.reused.as_ref().map(|found| {
+                    let base = dep
+                        .build
+                        .uri
+                        .rsplit_once(':')
+                        .map_or(dep.build.uri.as_str(), |(b, _)| b);
+                    format!("{base}@{}", found.manifest.digest)
+                }),
+            });
+        }
+        Ok(deps)
+    }
+
+    /// A dependency that was reused exists only in the registry: pulled, and named as a
+    /// build here would have named it, so that `FROM ${NAME_IMAGE}` finds it.
+    async fn fetch_dependency(
+        &self,
+        image: &PlannedImage,
+        label: &str,
+        dep: &Dependency,
+    ) -> Result<(), Error> {
+        let Some(reference) = &dep.reused else {
+            return Ok(());
+        };
+        if let Some(target) = self.env.target {
+            self.env
+                .view
+                .line(label, &format!("pulling {reference} as {}", dep.local_name));
+            let found = self
+                .env
+                .daemon
+                .pull(reference, None, Some(&target.credentials))
+                .await
+                .map_err(|e| image_error(image, e.into()))?;
+            if found {
+                let (repo, tag) = dep
+                    .local_name
+                    .rsplit_once(':')
+                    .unwrap_or((&dep.local_name, "latest"));
+                self.env
+                    .daemon
+                    .tag(reference, repo, tag)
+                    .await
+                    .map_err(|e| image_error(image, e.into()))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The build request of one unit.
+    fn request(
+        &self,
+        image: &PlannedImage,
+        build: &PlannedBuild,
+        job: &prepare::Job,
+        inputs: &str,
+        deps: &[Dependency],
+    ) -> BuildRequest {
+        let mut build_args: Vec<(String, String)> = Vec::new();
+        // A dependency's arg first, so that an explicit build arg of the same name wins.
+        for dep in deps {
+            build_args.push((dep.arg.clone(), dep.local_name.clone()));
+        }
+        build_args.extend(
+            job.build_args
+                .iter()
+                .map(|(name, value, _)| (name.clone(), value.clone())),
+        );
+        let target = self.env.target;
+        let mut cache_from = Vec::new();
+        if self.options.builder == Builder::BuildKit {
+            // Records inline cache in the image's config for the next run's `cachefrom`.
+            build_args.push(("BUILDKIT_INLINE_CACHE".into(), "1".into()));
+        }
+        if target.is_some() && !self.options.no_cache {
+            cache_from.extend(image.extra_uris.iter().cloned());
+            cache_from.extend(build.cache.iter().map(|c| c.uri.clone()));
+        }
+        let mut labels = job.labels.clone();
+        labels.push(prepare::inputs_label(inputs));
+        BuildRequest {
+            tags: build.local_tags.clone(),
+            dockerfile: job.context.dockerfile_name().to_owned(),
+            build_args,
+            labels,
+            target: image.target.clone(),
+            platform: build.platform.clone(),
+            builder: self.options.builder,
+            no_cache: self.options.no_cache,
+            pull: self.options.pull,
+            secrets: job.secrets.clone(),
+            cache_from,
+            credentials: target.map(|t| t.credentials.clone()),
+        }
+    }
+
+    /// The classic builder takes `cachefrom` images only from the daemon's store: pull them
+    /// first. One that is not there is no error; the build just starts cold.
+    async fn pull_cache(&self, label: &str, request: &BuildRequest, target: &Target) {
+        for reference in &request.cache_from {
+            match self
+                .env
+                .daemon
+                .pull(
+                    reference,
+                    request.platform.as_deref(),
+                    Some(&target.credentials),
+                )
+                .await
+            {
+                Ok(true) => self
+                    .env
+                    .view
+                    .line(label, &format!("pulled {reference} as cache")),
+                Ok(false) => tracing::debug!("[{label}] no {reference} to start the cache from"),
+                Err(e) => tracing::warn!("[{label}] cache image {reference} not pulled: {e}"),
+            }
+        }
+    }
+
+    /// The summary rows of the run, one per unit.
+    fn summary(&self, done: &[Arc<Done>]) -> Summary {
+        let images = self
+            .units
+            .iter()
+            .zip(done)
+            .map(|(unit, done)| {
+                let mut row = ImageSummary::new(
+                    unit.image.name.clone(),
+                    unit.build.platform.clone(),
+                    unit.build.local_name().to_owned(),
+                    unit.build.uri.clone(),
+                );
+                row.action = Some(done.action);
+                row.inputs = Some(done.inputs.clone());
+                if let Some(found) = &done.reused {
+                    row.reused_from = Some(ReusedFrom {
+                        tag: found.tag.clone(),
+                        digest: found.manifest.digest.clone(),
+                    });
+                }
+                if let Some(built) = &done.built {
+                    row.image_id = Some(built.image_id.clone());
+                    row.size = Some(built.size);
+                    row.build_seconds = Some(built.seconds);
+                }
+                row.digest.clone_from(&done.digest);
+                row.push_seconds = done.push_seconds;
+                row
+            })
+            .collect();
+        Summary {
+            tag: self.plan.tag.value.clone(),
+            images,
+            ..Summary::default()
+        }
+    }
+}
+
+/// `push`: push what `build` left here (or retag what it reused), then finish.
+async fn push_built(plan: &Plan, options: &Options, env: &Env<'_>) -> Result<Summary, Error> {
+    let target = env
+        .target
+        .ok_or_else(|| Error::Failed("internal: a push without a registry".into()))?;
+    let state = state::State::read(env.root, &plan.tag.value, &plan.registry.host);
+    let units = units(plan);
+    // Everything is found before anything is pushed.
+    enum Source {
+        Local(String),
+        Registry(Manifest, String),
+    }
+    let mut sources = Vec::with_capacity(units.len());
+    for unit in &units {
+        let source = match state.builds.get(&unit.label()) {
+            Some(state::Decision::Reused { from, digest, .. }) => {
+                let manifest = push::fetch(target, unit.image, digest).await?;
+                Source::Registry(manifest, from.clone())
+            }
+            _ => match env.daemon.inspect(unit.build.local_name()).await? {
+                Some(info) => Source::Local(info.id),
+                None => {
+                    return Err(Error::Failed(format!(
+                        "image {} is not built here; run `ecrship build` first",
+                        unit.build.local_name()
+                    )));
+                }
+            },
+        };
+        sources.push(source);
+    }
+    let started = Instant::now();
+    let view = env.view;
+    let done: Vec<(usize, Arc<Done>)> = stream::iter(units.iter().zip(sources))
+        .map(|(unit, source)| async move {
+            let label = unit.label();
+            view.state(&label, State::Pushing);
+            let result = async {
+                match source {
+                    Source::Local(id) => {
+                        let digest = push::push_local(
+                            env.daemon,
+                            target,
+                            unit.image,
+                            &label,
+                            &id,
+                            &unit.build.uri,
+                            view,
+                        )
+                        .await?;
+                        let seconds = started.elapsed().as_secs_f64();
+                        view.line(
+                            &label,
+                            &format!("pushed {} ({digest}) in {seconds:.1}s", unit.build.uri),
+                        );
+                        let mut cache = Vec::new();
+                        for stage in &unit.build.cache {
+                            if let Some(info) = env.daemon.inspect(&stage.local_name).await? {
+                                cache.push((stage.clone(), info.id));
+                            }
+                        }
+                        Ok::<_, Error>(Done {
+                            inputs: String::new(),
+                            action: Action::Built,
+                            reused: None,
+                            built: Some(build::Built {
+                                image_id: id,
+                                size: 0,
+                                seconds: 0.0,
+                                cache,
+                            }),
+                            digest: Some(digest),
+                            push_seconds: Some(seconds),
+                        })
+                    }
+                    Source::Registry(manifest, from) => {
+                        push::put_tag(&target.registry, unit.image, &unit.build.tag, &manifest)
+                            .await?;
+                        view.line(
+                            &label,
+                            &format!("tagged {} (reused, {})", unit.build.uri, manifest.digest),
+                        );
+                        Ok(Done {
+                            inputs: String::new(),
+                            action: Action::Reused,
+                            digest: Some(manifest.digest.clone()),
+                            push_seconds: Some(started.elapsed().as_secs_f64()),
+                            reused: Some(reuse::Found {
+                                tag: from,
+                                manifest,
+                            }),
+                            built: None,
+                        })
+                    }
+                }
+            }
+            .await;
+            view.state(
+                &label,
+                match &result {
+                    Ok(done) if done.action == Action::Reused => State::Reused,
+                    Ok(_) => State::Done,
+                    Err(_) => State::Failed,
+                },
+            );
+            Ok::<_, Error>((unit.index, Arc::new(result?)))
+        })
+        .buffer_unordered(options.jobs.max(1))
+        .try_collect()
+        .await?;
+    let done: Vec<Arc<Done>> = done_sorted(done).into_iter().map(|(_, d)| d).collect();
+    let mut summary = Summary {
+        tag: plan.tag.value.clone(),
+        ..Summary::default()
+    };
+    for (unit, done) in units.iter().zip(&done) {
+        let mut row = ImageSummary::new(
+            unit.image.name.clone(),
+            unit.build.platform.clone(),
+            unit.build.local_name().to_owned(),
+            unit.build.uri.clone(),
+        );
+        row.action = Some(done.action);
+        if let Some(found) = &done.reused {
+            row.reused_from = Some(ReusedFrom {
+                tag: found.tag.clone(),
+                digest: found.manifest.digest.clone(),
+            });
+        }
+        row.digest.clone_from(&done.digest);
+        row.push_seconds = done.push_seconds;
+        summary.images.push(row);
+    }
+    let finished = finish(plan, options, env, target, &units, &done).await?;
+    summary.lists = finished.lists;
+    summary.artifacts = finished.artifacts;
+    for (row, uri) in summary.images.iter_mut().zip(finished.uris) {
+        if let Some(uri) = uri {
+            row.uri = uri;
+        }
+    }
+    Ok(summary)
+}
+
+/// What the last steps of a push left.
+struct Finished {
+    lists: Vec<ListSummary>,
+    artifacts: Vec<String>,
+    /// Per unit: the URI the artifacts name for it, when it differs from its push URI.
+    uris: Vec<Option<String>>,
+}
+
+/// Once every image is in: the extra tags, the cache tags, the manifest lists, the artifacts.
+async fn finish(
+    plan: &Plan,
+    options: &Options,
+    env: &Env<'_>,
+    target: &Target,
+    units: &[Unit<'_>],
+    done: &[Arc<Done>],
+) -> Result<Finished, Error> {
+    // The manifest of each single-platform image, for its extra tags.
+    let mut extras = Vec::new();
+    for (unit, done) in units.iter().zip(done) {
+        if unit.build.extra_uris.is_empty() {
+            continue;
+        }
+        let manifest = match (&done.reused, &done.digest) {
+            (Some(found), _) => found.manifest.clone(),
+            (None, Some(digest)) => push::fetch(target, unit.image, digest).await?,
+            (None, None) => continue,
+        };
+        for tag in &unit.image.extra_tags {
+            extras.push((unit.image, unit.label(), tag.clone(), manifest.clone()));
+        }
+    }
+    stream::iter(extras)
+        .map(|(image, label, tag, manifest)| async move {
+            push::put_tag(&target.registry, image, &tag, &manifest).await?;
+            env.view.line(
+                &label,
+                &format!(
+                    "tagged {}/{}:{tag}",
+                    target.registry.host(),
+                    image.repository
+                ),
+            );
+            Ok::<_, Error>(())
+        })
+        .buffer_unordered(options.jobs.max(1))
+        .try_collect::<Vec<()>>()
+        .await?;
+
+    let cache = units.iter().zip(done).flat_map(|(unit, done)| {
+        done.built
+            .iter()
+            .flat_map(|b| b.cache.iter())
+            .map(move |(stage, id)| (*unit, stage.clone(), id.clone()))
+    });
+    stream::iter(cache)
+        .map(|(unit, stage, id)| async move {
+            push::push_cache(
+                env.daemon,
+                target,
+                unit.image,
+                &unit.label(),
+                &id,
+                &stage.uri,
+                env.view,
+            )
+            .await
+        })
+        .buffer_unordered(options.jobs.max(1))
+        .try_collect::<Vec<()>>()
+        .await?;
+
+    // Multi-platform images whose every platform this run built: joined here.
+    let mut lists = Vec::new();
+    let mut list_digests: HashMap<String, String> = HashMap::new();
+    if plan.only_platform.is_none() {
+        for image in plan.images.iter().filter(|i| !i.platforms.is_empty()) {
+            let joined = list::join(&target.registry, image, options.jobs).await?;
+            list_digests.insert(image.name.clone(), joined.digest.clone());
+            env.view.line(
+                &image.name,
+                &format!("wrote the manifest list {}", joined.uri),
+            );
+            lists.push(joined);
+        }
+    }
+
+    let mut artifacts_written = Vec::new();
+    let mut uris = vec![None; units.len()];
+    if plan.only_platform.is_none() {
+        let mut definitions = Vec::new();
+        for image in plan.deployed() {
+            let digest = match list_digests.get(&image.name) {
+                Some(digest) => Some(digest.clone()),
+                None => units
+                    .iter()
+                    .zip(done)
+                    .find(|(u, _)| u.image.name == image.name)
+                    .and_then(|(_, d)| d.digest.clone()),
+            };
+            let uri = match (options.pin_digest, digest) {
+                (true, Some(digest)) => pinned_uri(image, &digest),
+                _ => image.uri.clone(),
+            };
+            for (index, unit) in units.iter().enumerate() {
+                if unit.image.name == image.name && unit.image.platforms.is_empty() {
+                    uris[index] = Some(uri.clone());
+                }
+            }
+            definitions.push(uri);
+        }
+        artifacts_written = write_artifacts(env.root, plan, &definitions)?;
+    } else {
+        tracing::info!(
+            "only {} was built: the artifacts are written by `ecrship manifest`, once every platform is in",
+            plan.only_platform.as_deref().unwrap_or_default()
+        );
+    }
+    Ok(Finished {
+        lists,
+        artifacts: artifacts_written,
+        uris,
+    })
+}
+
+/// `<registry>/<repository>@sha256:...`: the image by digest, for `--pin-digest`.
+pub fn pinned_uri(image: &PlannedImage, digest: &str) -> String {
+    let base = image
+        .uri
+        .rsplit_once(':')
+        .map_or(image.uri.as_str(), |(b, _)| b);
+    format!("{base}@{digest}")
+}
+
+/// Writes `imagedefinitions.json` (and `imageDetail.json` when configured) under `root`;
+/// `uris` are the deployed images' URIs, in plan order.
+pub fn write_artifacts(root: &Path, plan: &Plan, uris: &[String]) -> Result<Vec<String>, Error> {
+    let deployed: Vec<&PlannedImage> = plan.deployed().collect();
+    let text = artifacts::image_definitions(
+        deployed
+            .iter()
+            .zip(uris)
+            .map(|(i, u)| (i.name.as_str(), u.as_str())),
+    );
+    // image_detail names an image of the config; it may not be among those selected.
+    let detail = plan
+        .image_detail
+        .as_ref()
+        .and_then(|name| deployed.iter().position(|i| &i.name == name))
+        .map(|index| artifacts::image_detail(&uris[index]));
+    let mut written = Vec::new();
+    let definitions = root.join(&plan.imagedefinitions);
+    artifacts::write_atomic(&definitions, &text)?;
+    written.push(plan.imagedefinitions.clone());
+    if let Some(detail) = detail {
+        let path = Path::new(&plan.imagedefinitions).with_file_name("imageDetail.json");
+        artifacts::write_atomic(&root.join(&path), &detail)?;
+        written.push(path.to_string_lossy().into_owned());
+    }
+    for path in &written {
+        tracing::info!("wrote {path}");
+    }
+    Ok(written)
+}
+
+pub(crate) fn image_error(image: &PlannedImage, source: Error) -> Error {
+    Error::Image {
+        image: image.name.clone(),
+        source: Box::new(source),
+    }
+}

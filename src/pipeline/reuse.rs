@@ -1,0 +1,181 @@
+//! Whether the registry already holds an image built from the same inputs.
+//!
+//! The candidates are the build's own tag (a re-run of the same commit), then each extra tag
+//! (`latest`: the last image pushed). For a tag that names a manifest list, the image of the
+//! build's platform in it is the candidate. A candidate is reused when its config carries the
+//! same inputs digest ([`crate::inputs::LABEL`]) and it was created less than `max_age` ago, so
+//! that base images that moved upstream under the same tag still arrive.
+
+use std::time::{Duration, SystemTime};
+
+use crate::inputs;
+use crate::registry::{Body, Manifest, Platform, Registry, RegistryError};
+
+/// An image in the registry built from the same inputs.
+#[derive(Debug, Clone)]
+pub struct Found {
+    /// The tag it was found under.
+    pub tag: String,
+    /// Its manifest, as stored: put under the new tags as it is.
+    pub manifest: Manifest,
+}
+
+/// Why a candidate was not taken, for the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Miss {
+    Absent,
+    NoLabel,
+    OtherInputs,
+    TooOld(Duration),
+    NoPlatform,
+}
+
+impl std::fmt::Display for Miss {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Miss::Absent => f.write_str("not in the registry"),
+            Miss::NoLabel => f.write_str("not built by ecrship (no inputs label)"),
+            Miss::OtherInputs => f.write_str("built from other inputs"),
+            Miss::TooOld(age) => {
+                write!(f, "built {} ago, older than reuse_max_age", human_age(*age))
+            }
+            Miss::NoPlatform => f.write_str("a manifest list without this platform"),
+        }
+    }
+}
+
+/// The first candidate tag holding an image with `inputs`, no older than `max_age`; each
+/// miss goes to `log`.
+pub async fn find(
+    registry: &Registry,
+    repository: &str,
+    candidates: &[String],
+    platform: Option<&str>,
+    inputs: &str,
+    max_age: Duration,
+    log: &mut (dyn FnMut(&str, Miss) + Send),
+) -> Result<Option<Found>, RegistryError> {
+    let now = SystemTime::now();
+    for tag in candidates {
+        match check(registry, repository, tag, platform, inputs, max_age, now).await? {
+            Ok(manifest) => {
+                return Ok(Some(Found {
+                    tag: tag.clone(),
+                    manifest,
+                }));
+            }
+            Err(miss) => log(tag, miss),
+        }
+    }
+    Ok(None)
+}
+
+async fn check(
+    registry: &Registry,
+    repository: &str,
+    tag: &str,
+    platform: Option<&str>,
+    inputs: &str,
+    max_age: Duration,
+    now: SystemTime,
+) -> Result<Result<Manifest, Miss>, RegistryError> {
+    let Some(mut manifest) = registry.manifest(repository, tag).await? else {
+        return Ok(Err(Miss::Absent));
+    };
+    let error = |message: String| RegistryError {
+        registry: registry.host().to_owned(),
+        repository: repository.to_owned(),
+        reference: tag.to_owned(),
+        action: "read manifest",
+        message,
+        transient: false,
+        attempts: 1,
+    };
+    if manifest.is_index() {
+        let Body::Index { manifests } = manifest.body().map_err(error)? else {
+            return Ok(Err(Miss::NoPlatform));
+        };
+        let wanted = platform.unwrap_or(crate::plan::DEFAULT_PLATFORM);
+        let Some(entry) = manifests.iter().find(|m| {
+            m.platform
+                .as_ref()
+                .is_some_and(|p| same_platform(p, wanted))
+        }) else {
+            return Ok(Err(Miss::NoPlatform));
+        };
+        match registry.manifest(repository, &entry.digest).await? {
+            Some(child) => manifest = child,
+            None => return Ok(Err(Miss::Absent)),
+        }
+    }
+    let Body::Image { config, .. } = manifest.body().map_err(error)? else {
+        return Ok(Err(Miss::NoPlatform));
+    };
+    let config = registry.config(repository, &config).await?;
+    match config.label(inputs::LABEL) {
+        None => return Ok(Err(Miss::NoLabel)),
+        Some(found) if found != inputs => return Ok(Err(Miss::OtherInputs)),
+        Some(_) => {}
+    }
+    // An image whose age cannot be read is not trusted to be young.
+    match config.age(now) {
+        Some(age) if age <= max_age => Ok(Ok(manifest)),
+        Some(age) => Ok(Err(Miss::TooOld(age))),
+        None => Ok(Err(Miss::TooOld(Duration::MAX))),
+    }
+}
+
+/// Whether a manifest list entry's platform is `wanted` (`os/arch[/variant]`); a wanted
+/// platform without a variant takes any variant.
+pub fn same_platform(platform: &Platform, wanted: &str) -> bool {
+    let mut parts = wanted.split('/');
+    let (os, arch, variant) = (parts.next(), parts.next(), parts.next());
+    Some(platform.os.as_str()) == os
+        && Some(platform.architecture.as_str()) == arch
+        && variant.is_none_or(|v| platform.variant.as_deref() == Some(v))
+}
+
+/// `3d 4h`, `5h 2m`, `40s`: an age in its two largest units.
+fn human_age(age: Duration) -> String {
+    if age == Duration::MAX {
+        return "an unknown time".into();
+    }
+    let secs = age.as_secs();
+    let (d, h, m) = (secs / 86_400, secs % 86_400 / 3600, secs % 3600 / 60);
+    match (d, h, m) {
+        (0, 0, 0) => format!("{secs}s"),
+        (0, 0, m) => format!("{m}m"),
+        (0, h, m) => format!("{h}h {m}m"),
+        (d, h, _) => format!("{d}d {h}h"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn platforms_match_with_or_without_variant() {
+        let p = |arch: &str, variant: Option<&str>| Platform {
+            architecture: arch.into(),
+            os: "linux".into(),
+            variant: variant.map(str::to_owned),
+        };
+        assert!(same_platform(&p("arm64", Some("v8")), "linux/arm64"));
+        assert!(same_platform(&p("arm64", Some("v8")), "linux/arm64/v8"));
+        assert!(!same_platform(&p("arm64", None), "linux/arm64/v8"));
+        assert!(!same_platform(&p("amd64", None), "linux/arm64"));
+        assert!(same_platform(&p("amd64", None), "linux/amd64"));
+    }
+
+    #[test]
+    fn misses_say_why() {
+        assert_eq!(
+            Miss::TooOld(Duration::from_secs(8 * 86_400 + 3 * 3600)).to_string(),
+            "built 8d 3h ago, older than reuse_max_age"
+        );
+        assert_eq!(human_age(Duration::from_secs(42)), "42s");
+        assert_eq!(human_age(Duration::from_secs(3 * 3600 + 120)), "3h 2m");
+        assert_eq!(Miss::OtherInputs.to_string(), "built from other inputs");
+    }
+}

@@ -1,0 +1,257 @@
+//! The result of a run: one row per image built or reused, printed as a table or as JSON.
+
+use std::fmt;
+
+use serde::Serialize;
+
+/// The result of a run, printed at the end.
+#[derive(Debug, Default, Serialize)]
+pub struct Summary {
+    pub tag: String,
+    pub images: Vec<ImageSummary>,
+    /// Manifest lists written for multi-platform images.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub lists: Vec<ListSummary>,
+    pub artifacts: Vec<String>,
+    /// Why the registry was not asked about images to reuse, when it was not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reuse_skipped: Option<String>,
+}
+
+/// What happened to an image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// Built on the daemon.
+    Built,
+    /// Not built: the registry's image with the same inputs was used.
+    Reused,
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Action::Built => "built",
+            Action::Reused => "reused",
+        })
+    }
+}
+
+/// Where a reused image came from.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReusedFrom {
+    pub tag: String,
+    pub digest: String,
+}
+
+/// One image of the run.
+#[derive(Debug, Clone, Serialize)]
+pub struct ImageSummary {
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub platform: Option<String>,
+    /// `<repository>:<tag>`, the local name.
+    pub image: String,
+    /// The URI the artifacts name, or the one pushed for one platform of several.
+    pub uri: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub action: Option<Action>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reused_from: Option<ReusedFrom>,
+    /// The inputs digest stored on the image.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inputs: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub build_seconds: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub push_seconds: Option<f64>,
+}
+
+/// A manifest list joining the platforms of one image.
+#[derive(Debug, Clone, Serialize)]
+pub struct ListSummary {
+    pub name: String,
+    pub uri: String,
+    pub digest: String,
+    pub media_type: String,
+    pub platforms: Vec<String>,
+}
+
+impl ImageSummary {
+    pub fn new(name: String, platform: Option<String>, image: String, uri: String) -> Self {
+        ImageSummary {
+            name,
+            platform,
+            image,
+            uri,
+            action: None,
+            reused_from: None,
+            inputs: None,
+            image_id: None,
+            size: None,
+            build_seconds: None,
+            digest: None,
+            push_seconds: None,
+        }
+    }
+}
+
+impl fmt::Display for Summary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let acted = self.images.iter().any(|i| i.action.is_some());
+        let built = self.images.iter().any(|i| i.image_id.is_some());
+        let pushed = self.images.iter().any(|i| i.digest.is_some());
+        let mut header = vec!["IMAGE", "TAG"];
+        if acted {
+            header.push("ACTION");
+        }
+        if built {
+            header.extend(["IMAGE ID", "SIZE", "BUILD"]);
+        }
+        if pushed {
+            header.extend(["DIGEST", "PUSH"]);
+        }
+        let mut rows = vec![header.into_iter().map(String::from).collect::<Vec<_>>()];
+        let seconds = |s: Option<f64>| s.map(|s| format!("{s:.1}s")).unwrap_or_default();
+        for image in &self.images {
+            let name = match &image.platform {
+                Some(platform)
+                    if image
+                        .image
+                        .ends_with(&crate::plan::platform_suffix(platform)) =>
+                {
+                    format!("{} ({platform})", image.name)
+                }
+                _ => image.name.clone(),
+            };
+            let tag = image
+                .image
+                .rsplit_once(':')
+                .map_or(self.tag.as_str(), |(_, t)| t);
+            let mut row = vec![name, tag.to_owned()];
+            if acted {
+                row.push(match (&image.action, &image.reused_from) {
+                    (Some(Action::Reused), Some(from)) => format!("reused from {}", from.tag),
+                    (Some(action), _) => action.to_string(),
+                    (None, _) => String::new(),
+                });
+            }
+            if built {
+                row.push(
+                    image
+                        .image_id
+                        .as_deref()
+                        .map(short_id)
+                        .unwrap_or_default()
+                        .to_owned(),
+                );
+                row.push(image.size.map(human_size).unwrap_or_default());
+                row.push(seconds(image.build_seconds));
+            }
+            if pushed {
+                row.push(image.digest.clone().unwrap_or_default());
+                row.push(seconds(image.push_seconds));
+            }
+            rows.push(row);
+        }
+        let widths: Vec<usize> = (0..rows[0].len())
+            .map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0))
+            .collect();
+        for row in &rows {
+            let line: Vec<String> = row
+                .iter()
+                .zip(&widths)
+                .map(|(cell, w)| format!("{cell:<w$}"))
+                .collect();
+            writeln!(f, "{}", line.join("  ").trim_end())?;
+        }
+        for list in &self.lists {
+            writeln!(
+                f,
+                "list {} ({}) -> {}",
+                list.uri,
+                list.platforms.join(", "),
+                list.digest
+            )?;
+        }
+        for path in &self.artifacts {
+            writeln!(f, "wrote {path}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The first 12 hex digits of an image id.
+pub fn short_id(id: &str) -> &str {
+    let hex = id.strip_prefix("sha256:").unwrap_or(id);
+    &hex[..hex.len().min(12)]
+}
+
+fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "kB", "MB", "GB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1000.0 && unit < UNITS.len() - 1 {
+        value /= 1000.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes}B")
+    } else {
+        format!("{value:.1}{}", UNITS[unit])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(human_size(999), "999B");
+        assert_eq!(human_size(1_500), "1.5kB");
+        assert_eq!(human_size(12_300_000), "12.3MB");
+    }
+
+    #[test]
+    fn the_table_says_what_happened_to_each_image() {
+        let mut built = ImageSummary::new("app".into(), None, "app:v2".into(), "r/app:v2".into());
+        built.action = Some(Action::Built);
+        built.image_id = Some("sha256:0123456789abcdef".into());
+        built.size = Some(1_500);
+        built.build_seconds = Some(2.0);
+        let mut reused = ImageSummary::new("web".into(), None, "web:v2".into(), "r/web:v2".into());
+        reused.action = Some(Action::Reused);
+        reused.reused_from = Some(ReusedFrom {
+            tag: "latest".into(),
+            digest: "sha256:aa".into(),
+        });
+        let summary = Summary {
+            tag: "v2".into(),
+            images: vec![built, reused],
+            artifacts: vec!["imagedefinitions.json".into()],
+            ..Summary::default()
+        };
+        let text = summary.to_string();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[0],
+            "IMAGE  TAG  ACTION              IMAGE ID      SIZE   BUILD"
+        );
+        assert_eq!(
+            lines[1],
+            "app    v2   built               0123456789ab  1.5kB  2.0s"
+        );
+        assert_eq!(lines[2], "web    v2   reused from latest");
+        assert_eq!(lines[3], "wrote imagedefinitions.json");
+        let json = serde_json::to_value(&summary).unwrap();
+        assert_eq!(json["images"][1]["action"], "reused");
+        assert_eq!(json["images"][1]["reused_from"]["tag"], "latest");
+    }
+}
