@@ -23,10 +23,10 @@ use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::thread;
 
-use crate::harness::{Test, unique_name};
+use crate::harness::{Test, docker_cli, unique_name};
 
 const DOCKERFILE: &str = "FROM scratch\nCOPY . /ctx/\n";
 
@@ -595,13 +595,9 @@ impl Drop for Cleanup {
     }
 }
 
-/// The docker CLI on the daemon ecrship uses (the harness clears `DOCKER_*` for ecrship).
+/// The docker CLI on the daemon ecrship uses.
 fn docker() -> Command {
-    let mut cmd = Command::new("docker");
-    cmd.env("DOCKER_HOST", "unix:///var/run/docker.sock")
-        .env_remove("DOCKER_CONTEXT")
-        .stdin(Stdio::null());
-    cmd
+    docker_cli()
 }
 
 /// The three builds of a case run at the same time (each is mostly waiting on the daemon).

@@ -5,7 +5,7 @@
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use crate::harness::{Output, Test, docker_api, stack, unique_name};
+use crate::harness::{Output, Test, docker_api, docker_cli, stack, unique_name};
 
 /// A project with one image, `app`, whose `SKB` secret comes from `SKB_VALUE`; the tag is
 /// unique to the test.
@@ -23,10 +23,7 @@ fn project(repository: &str, tag: &str, dockerfile: &str) -> Test {
 
 /// `docker <args>`, which must succeed; its stdout.
 fn docker(args: &[&str]) -> Vec<u8> {
-    let out = Command::new("docker")
-        .args(args)
-        .output()
-        .expect("run docker");
+    let out = docker_cli().args(args).output().expect("run docker");
     assert!(
         out.status.success(),
         "docker {args:?}: {}",
