@@ -1,6 +1,6 @@
 //! `build` and `release --dry-run` against the real daemon.
 
-use crate::harness::{Test, docker_api, stack, unique_name};
+use crate::harness::{Test, docker_api, docker_cli, stack, unique_name};
 
 /// A project shaped like the seed: app from the root context with its Dockerfile under
 /// dockerfiles/app, web and log in their own contexts; no config. The tag is unique to the test.
@@ -23,7 +23,7 @@ fn seed_project(tag: &str) -> Test {
 
 /// Runs a command in a throwaway container of `image` and returns its stdout.
 fn run_in(image: &str, script: &str) -> String {
-    let out = std::process::Command::new("docker")
+    let out = docker_cli()
         .args([
             "run",
             "--rm",

@@ -56,7 +56,8 @@ pub struct Output {
 impl Test {
     /// A fresh temp dir; the binary gets the inherited environment minus `ECRSHIP_*`, `AWS_*`,
     /// `CODEBUILD_*`, `DOCKER_*` (and `RUST_LOG`, colour variables), plus AWS settings that keep
-    /// it off the developer's `~/.aws` and the EC2 metadata endpoint.
+    /// it off the developer's `~/.aws` and the EC2 metadata endpoint, and `DOCKER_HOST` set to
+    /// the daemon under test (`docker_host`).
     pub fn new() -> Test {
         let dir = tempfile::Builder::new()
             .prefix("ecrship-it.")
@@ -75,6 +76,7 @@ impl Test {
         .env("AWS_CONFIG_FILE", aws_config)
         .env("AWS_SHARED_CREDENTIALS_FILE", aws_credentials)
         .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("DOCKER_HOST", docker_host())
     }
 
     /// Write a file under the temp dir, creating its parent directories.
@@ -784,10 +786,58 @@ pub fn registry_digest(registry: &str, password: &str, repo: &str, tag: &str) ->
     }
 }
 
-/// A request to the Docker Engine API on /var/run/docker.sock, e.g.
+// ---------------------------------------------------------------------------------------------
+// The Docker daemon under test: the machine's, or an engine of scripts/engines.
+
+/// Where the machine's daemon listens.
+const MACHINE_DOCKER_HOST: &str = "unix:///var/run/docker.sock";
+
+/// The daemon under test as a `DOCKER_HOST` value: `ECRSHIP_TEST_DOCKER_HOST` (which
+/// scripts/stack exports: the machine's socket, or the engine's that `ECRSHIP_TEST_ENGINE` chose),
+/// else the machine's socket. The binary, `docker_api` and `docker_cli` all use it.
+pub fn docker_host() -> String {
+    env::var("ECRSHIP_TEST_DOCKER_HOST")
+        .ok()
+        .filter(|host| !host.is_empty())
+        .unwrap_or_else(|| MACHINE_DOCKER_HOST.to_owned())
+}
+
+/// The socket path of `docker_host()`; panics on anything but `unix://`.
+fn docker_socket() -> PathBuf {
+    let host = docker_host();
+    match host.strip_prefix("unix://") {
+        Some(path) => path.into(),
+        None => {
+            panic!("ECRSHIP_TEST_DOCKER_HOST={host}: the tests reach the daemon on unix:// only")
+        }
+    }
+}
+
+/// The `docker` CLI on the daemon under test (the machine's own Docker config, and no
+/// `DOCKER_CONTEXT` that could point it elsewhere); stdin is empty.
+pub fn docker_cli() -> Command {
+    let mut cmd = Command::new("docker");
+    cmd.env("DOCKER_HOST", docker_host())
+        .env_remove("DOCKER_CONTEXT")
+        .stdin(Stdio::null());
+    cmd
+}
+
+/// The `docker` CLI with docker-buildx as its plugin (a private `DOCKER_CONFIG` that
+/// scripts/stack exports as `ECRSHIP_TEST_BUILDX_CONFIG`), on the daemon under test: `docker
+/// buildx build` then uses buildx's `docker` driver, i.e. that daemon's BuildKit. None when the
+/// stack has no buildx (scripts/stack says why).
+pub fn docker_buildx_cli() -> Option<Command> {
+    let config = env::var_os("ECRSHIP_TEST_BUILDX_CONFIG").filter(|c| !c.is_empty())?;
+    let mut cmd = docker_cli();
+    cmd.env("DOCKER_CONFIG", config);
+    Some(cmd)
+}
+
+/// A request to the Docker Engine API of the daemon under test (`docker_host`), e.g.
 /// `docker_api("GET", "/images/ecrship-test/busybox:latest/json")`.
 pub fn docker_api(method: &str, path: &str) -> io::Result<HttpResponse> {
-    let stream = UnixStream::connect("/var/run/docker.sock")?;
+    let stream = UnixStream::connect(docker_socket())?;
     stream.set_read_timeout(Some(Duration::from_secs(120)))?;
     http_request(stream, "localhost", method, path, &[], b"")
 }

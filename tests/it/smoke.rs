@@ -37,7 +37,12 @@ fn test_writes_files_and_hides_inherited_env() {
         })
         .collect();
     // env_clear() makes get_envs() list everything the child gets.
-    for (key, _) in &envs {
+    for (key, value) in &envs {
+        if key == "DOCKER_HOST" {
+            // Set by the harness: the daemon under test, never an inherited value.
+            assert_eq!(value.as_deref(), Some(docker_host().as_str()));
+            continue;
+        }
         assert!(
             !key.starts_with("ECRSHIP_")
                 && !key.starts_with("CODEBUILD_")
@@ -153,5 +158,48 @@ fn stack_is_up() {
         "base image {} missing: {}",
         stack.base_image,
         r.text()
+    );
+}
+
+/// The stack's docker-buildx (`ECRSHIP_TEST_BUILDX_CONFIG`) builds with its `docker` driver on the
+/// daemon under test: a RUN step runs (it needs the engine's bridge) and the image lands there.
+#[test]
+fn buildx_builds_on_the_daemon_under_test() {
+    let stack = stack();
+    let Some(buildx) = docker_buildx_cli() else {
+        panic!(
+            "ECRSHIP_TEST_BUILDX_CONFIG is not set: scripts/stack's log says why buildx is missing"
+        );
+    };
+    let test = Test::new().file(
+        "ctx/Dockerfile",
+        format!("FROM {}\nRUN echo built > /built\n", stack.base_image),
+    );
+    let image = format!("{}:buildx", unique_name("smoke-buildx"));
+    let mut cmd = buildx;
+    cmd.args([
+        "buildx",
+        "build",
+        "--progress",
+        "plain",
+        "--load",
+        "-t",
+        &image,
+    ])
+    .arg(test.path("ctx"));
+    let out = run_command(cmd, None, DEFAULT_TIMEOUT);
+    let found = docker_api("GET", &format!("/images/{image}/json")).unwrap();
+    let _ = docker_api("DELETE", &format!("/images/{image}?force=1"));
+    out.assert_success();
+    assert!(
+        out.stderr.contains("RUN echo built"),
+        "no RUN step in buildx's output\n{out}"
+    );
+    assert_eq!(
+        found.status,
+        200,
+        "{image} is not on {}: {}",
+        docker_host(),
+        found.text()
     );
 }

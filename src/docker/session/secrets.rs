@@ -14,6 +14,14 @@ use tonic::{Request, Response, Status};
 
 use crate::secret::Secret;
 
+/// Prefixes of the secret ids that BuildKit's HTTP source asks the session for on its own, before
+/// it fetches a URL: `HTTP_AUTH_HEADER_<host>` and `HTTP_AUTH_TOKEN_<host>` (moby/buildkit,
+/// `source/http`, `HTTPAuthHeaderSecretPrefix`/`HTTPAuthTokenSecretPrefix`). BuildKit 0.2x (Docker
+/// 28) asks them for an uploaded build context itself (host `build-context-<id>`), and goes on
+/// without a header when they are not found. No Dockerfile mounts them, so they are answered
+/// `NotFound` like any unknown id but never reported as missing.
+const HTTP_AUTH_PREFIXES: [&str; 2] = ["HTTP_AUTH_HEADER_", "HTTP_AUTH_TOKEN_"];
+
 /// The secrets of one build, by id, and the ids the build asked for that it did not have.
 #[derive(Debug, Default)]
 pub struct SecretStore {
@@ -30,15 +38,18 @@ impl SecretStore {
         }
     }
 
-    /// The value of secret `id`, or `NotFound` (and `id` is remembered as missing).
+    /// The value of secret `id`, or `NotFound` (and `id` is remembered as missing, unless it is
+    /// one of BuildKit's own HTTP auth lookups).
     pub fn lookup(&self, id: &str) -> Result<&Secret, Status> {
         match self.values.get(id) {
             Some(secret) => Ok(secret),
             None => {
-                self.missing
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .insert(id.to_string());
+                if !HTTP_AUTH_PREFIXES.iter().any(|p| id.starts_with(p)) {
+                    self.missing
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .insert(id.to_string());
+                }
                 Err(Status::not_found(format!("secret {id} not found")))
             }
         }
@@ -84,6 +95,14 @@ mod tests {
         assert_eq!(err.message(), "secret SKB not found");
         store.lookup("aws").unwrap_err();
         store.lookup("SKB").unwrap_err();
+        // BuildKit's HTTP source asks these for an uploaded context: not found, not missing.
+        let err = store
+            .lookup("HTTP_AUTH_HEADER_build-context-rsy82s4hasl6z30trq64vrd0h")
+            .unwrap_err();
+        assert_eq!(err.code(), tonic::Code::NotFound);
+        store
+            .lookup("HTTP_AUTH_TOKEN_build-context-rsy82s4hasl6z30trq64vrd0h")
+            .unwrap_err();
         assert_eq!(store.missing(), ["SKB", "aws"]);
         assert!(!format!("{store:?}").contains("later-value"));
     }
