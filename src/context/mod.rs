@@ -115,8 +115,6 @@ pub enum ContextError {
     DockerfilePattern { path: PathBuf, cause: PatternError },
     #[error("the daemon asked for files with an invalid pattern in its {list}: `{}`: {}", .cause.pattern, .cause.reason)]
     SyncPattern { list: String, cause: PatternError },
-    #[error("`{}` has a name that is not UTF-8, which BuildKit's file sync cannot carry; rename it or exclude it in .dockerignore", .path.display())]
-    NotUtf8 { path: PathBuf },
     #[error("cannot read `{}`: {}", .path.display(), describe(.cause))]
     Read { path: PathBuf, cause: io::Error },
     #[error("`{}` changed size while it was being sent; retry when nothing writes to the context", .path.display())]
@@ -137,8 +135,7 @@ impl ContextError {
             | ContextError::DockerfileMissing { .. }
             | ContextError::DockerfileNotFile { .. }
             | ContextError::Pattern { .. }
-            | ContextError::DockerfilePattern { .. }
-            | ContextError::NotUtf8 { .. } => 2,
+            | ContextError::DockerfilePattern { .. } => 2,
             ContextError::SyncPattern { .. }
             | ContextError::Read { .. }
             | ContextError::Changed { .. }
@@ -483,10 +480,10 @@ impl SyncedContext {
                     _ => digest::Kind::BlockDevice,
                 };
                 let device = (entry.devmajor as u32, entry.devminor as u32);
-                let link = (!entry.linkname.is_empty()).then_some(entry.linkname.as_bytes());
+                let link = (!entry.linkname.is_empty()).then_some(entry.linkname.as_slice());
                 digest.entry(
                     kind,
-                    entry.path.as_bytes(),
+                    &entry.path,
                     entry.mode,
                     entry.size as u64,
                     link,
@@ -494,7 +491,8 @@ impl SyncedContext {
                 );
                 if kind == digest::Kind::File {
                     if let Some(source) = &entry.source {
-                        let shown = shown_in(&self.shown_root, &entry.path);
+                        let shown =
+                            shown_in(&self.shown_root, std::ffi::OsStr::from_bytes(&entry.path));
                         let read_error = |cause| ContextError::Read {
                             path: shown.clone(),
                             cause,

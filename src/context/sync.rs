@@ -26,7 +26,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::fs::{self, Metadata};
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
@@ -50,14 +50,14 @@ pub mod go_mode {
 /// One entry as the file sync sends it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
-    /// Relative to the synced folder, `/`-separated.
-    pub path: String,
+    /// Relative to the synced folder, `/`-separated; any bytes but `/` and NUL.
+    pub path: Vec<u8>,
     /// Go `os.FileMode` bits.
     pub mode: u32,
     pub size: i64,
     pub mod_time_ns: i64,
     /// A symlink's target, or the first sent path of a hard-linked file.
-    pub linkname: String,
+    pub linkname: Vec<u8>,
     pub devmajor: i64,
     pub devminor: i64,
     /// The file to read when the daemon asks for this entry's content (regular files only).
@@ -169,7 +169,7 @@ struct Walker<'a> {
     emit: &'a mut dyn FnMut(Entry) -> Result<(), ContextError>,
     pending: Vec<Pending>,
     /// (device, inode) of hard-linked files sent → their path.
-    links: HashMap<(u64, u64), String>,
+    links: HashMap<(u64, u64), Vec<u8>>,
 }
 
 impl Walker<'_> {
@@ -285,12 +285,9 @@ impl Walker<'_> {
 
     /// fsutil's `mkstat` for one entry, with the owner reset to 0:0.
     fn entry(&mut self, path: &Path, rel: &[u8], meta: &Metadata) -> Result<Entry, ContextError> {
-        let text = std::str::from_utf8(rel).map_err(|_| ContextError::NotUtf8 {
-            path: shown_in(self.shown_root, Path::new(std::ffi::OsStr::from_bytes(rel))),
-        })?;
         let file_type = meta.file_type();
         let mut entry = Entry {
-            path: text.to_owned(),
+            path: rel.to_vec(),
             mode: go_file_mode(meta),
             size: if file_type.is_dir() {
                 0
@@ -298,23 +295,14 @@ impl Walker<'_> {
                 meta.size() as i64
             },
             mod_time_ns: meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
-            linkname: String::new(),
+            linkname: Vec::new(),
             devmajor: 0,
             devminor: 0,
             source: None,
         };
         if file_type.is_symlink() {
             let target = fs::read_link(path).map_err(|e| self.read_error(rel, e))?;
-            entry.linkname =
-                target
-                    .to_str()
-                    .map(str::to_owned)
-                    .ok_or_else(|| ContextError::NotUtf8 {
-                        path: shown_in(
-                            self.shown_root,
-                            Path::new(std::ffi::OsStr::from_bytes(rel)),
-                        ),
-                    })?;
+            entry.linkname = target.into_os_string().into_vec();
         } else if file_type.is_char_device() || file_type.is_block_device() {
             let (major, minor) = super::archive::device_numbers(meta.rdev());
             entry.devmajor = i64::from(major);
@@ -582,7 +570,7 @@ mod tests {
         let mut out = Vec::new();
         walk(root, &filter, &[], Path::new("."), &mut |e| {
             let kind = if e.mode & go_mode::DIR != 0 { "/" } else { "" };
-            out.push(format!("{}{kind}", e.path));
+            out.push(format!("{}{kind}", String::from_utf8_lossy(&e.path)));
             Ok(())
         })
         .unwrap();
@@ -674,15 +662,15 @@ mod tests {
             },
         )
         .unwrap();
-        let paths: Vec<&str> = entries.iter().map(|e| e.path.as_str()).collect();
-        assert_eq!(paths, ["bin", "bin/run", "hard1", "link"]);
+        let paths: Vec<&[u8]> = entries.iter().map(|e| e.path.as_slice()).collect();
+        assert_eq!(paths, [&b"bin"[..], b"bin/run", b"hard1", b"link"]);
         assert_eq!(entries[0].mode, go_mode::DIR | 0o755 & entries[0].mode);
         assert!(entries[0].mode & go_mode::DIR != 0 && entries[0].size == 0);
         assert_eq!(entries[1].mode, go_mode::SETUID | 0o755);
         assert_eq!(entries[1].size, 10);
         assert!(entries[1].is_regular() && entries[1].source.is_some());
         assert_eq!(entries[3].mode & go_mode::SYMLINK, go_mode::SYMLINK);
-        assert_eq!(entries[3].linkname, "bin/run");
+        assert_eq!(entries[3].linkname, b"bin/run");
         assert!(!entries[3].is_regular());
 
         // Without leave_out, the second name of a hard link points at the first.
@@ -692,9 +680,9 @@ mod tests {
             Ok(())
         })
         .unwrap();
-        let hard2 = entries.iter().find(|e| e.path == "hard2").unwrap();
+        let hard2 = entries.iter().find(|e| e.path == b"hard2").unwrap();
         assert!(hard2.is_hard_link());
-        assert_eq!((hard2.linkname.as_str(), hard2.size), ("hard1", 0));
+        assert_eq!((hard2.linkname.as_slice(), hard2.size), (&b"hard1"[..], 0));
     }
 
     #[test]

@@ -1,24 +1,16 @@
-//! The build context against the Docker CLI, through the real daemon.
+//! The build context against the Docker CLI and buildx, through the real daemon.
 //!
-//! For every case of the corpus below, an image `FROM scratch` + `COPY . /ctx/` is built three
-//! times: by `DOCKER_BUILDKIT=0 docker build -f <dockerfile> .` (the reference), and by
-//! `ecrship build` with `--builder classic` and `--builder buildkit`. The entries under `ctx/` of
-//! each image (path, type, permission bits, link target, size of regular files; not timestamps)
-//! must be equal. Nothing is stored: the CLI's image is the expectation, so a case only says what
-//! to put in the context.
+//! For every case of the corpus below, an image `FROM scratch` + `COPY . /ctx/` is built four
+//! times: by `DOCKER_BUILDKIT=0 docker build -f <dockerfile> .` (the classic CLI), by
+//! `docker buildx build -f <dockerfile> .` (buildx with its `docker` driver, which is what
+//! `docker build` is on today's images), and by `ecrship build` with `--builder classic` and
+//! `--builder buildkit`. The entries under `ctx/` of each image (path, type, permission bits,
+//! link target, size of regular files; not timestamps) must be equal: ecrship's classic build to
+//! the classic CLI's, ecrship's BuildKit build to buildx's. Nothing is stored: the two tools'
+//! images are the expectations, so a case only says what to put in the context.
 //!
-//! Three differences are allowed under BuildKit, each exactly:
-//! * the documented limit of `src/context/mod.rs`: when the Dockerfile lies outside the context
-//!   or `.dockerignore` excludes it, BuildKit has to get it under a generated
-//!   `.dockerfile.<20 hex>` name, which `COPY .` copies (the classic daemon deletes it);
-//! * the classic daemon chowns what COPY writes, and chown clears setuid/setgid on files;
-//!   BuildKit keeps them. ecrship sends these bits as the CLI does (the classic comparison
-//!   checks that), so under BuildKit the source file's bits come back;
-//! * BuildKit of Docker 20.10 creates no fifos from an uploaded tar (the classic comparison checks
-//!   they are sent); Docker 28.5's creates them as the CLI's image has them.
-//!
-//! The cases of one group run one after the other, the three builds of a case at the same
-//! time; the groups run in parallel.
+//! The cases of one group run one after the other, the four builds of a case at the same time;
+//! the groups run in parallel.
 
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
@@ -27,7 +19,7 @@ use std::path::Path;
 use std::process::Command;
 use std::thread;
 
-use crate::harness::{Test, docker_cli, unique_name};
+use crate::harness::{Test, docker_buildx_cli, docker_cli, unique_name};
 
 const DOCKERFILE: &str = "FROM scratch\nCOPY . /ctx/\n";
 
@@ -50,8 +42,6 @@ struct Case {
     nodes: Vec<Node>,
     /// The Dockerfile, relative to `ctx/` (`-f` of the CLI run inside `ctx/`).
     dockerfile: String,
-    /// BuildKit gets the Dockerfile as `.dockerfile.<hex>` (outside, or excluded).
-    renamed_under_buildkit: bool,
 }
 
 fn case(name: &'static str) -> Case {
@@ -59,7 +49,6 @@ fn case(name: &'static str) -> Case {
         name,
         nodes: Vec::new(),
         dockerfile: "Dockerfile".into(),
-        renamed_under_buildkit: false,
     }
 }
 
@@ -156,12 +145,6 @@ impl Case {
         self
     }
 
-    /// The documented BuildKit limit applies (see the module docs).
-    fn renamed_under_buildkit(mut self) -> Case {
-        self.renamed_under_buildkit = true;
-        self
-    }
-
     /// The Dockerfile's path in the project, for `ecrship.toml`.
     fn config_dockerfile(&self) -> String {
         match self.dockerfile.strip_prefix("../") {
@@ -251,8 +234,7 @@ fn globs_match_as_the_cli() {
             .ignore("**.md\n"),
         case("** alone excludes everything, exceptions bring back")
             .tree()
-            .ignore("**\n!src\n!*.md\n")
-            .renamed_under_buildkit(),
+            .ignore("**\n!src\n!*.md\n"),
     ]);
 }
 
@@ -378,14 +360,10 @@ fn dockerfile_and_dockerignore_as_the_cli() {
         case(".dockerignore excludes itself")
             .tree()
             .ignore(".dockerignore\n*.log\n"),
-        case("Dockerfile excluded")
-            .tree()
-            .ignore("Dockerfile\n")
-            .renamed_under_buildkit(),
+        case("Dockerfile excluded").tree().ignore("Dockerfile\n"),
         case("* excludes both, ! brings a folder back")
             .tree()
-            .ignore("*\n!src\n")
-            .renamed_under_buildkit(),
+            .ignore("*\n!src\n"),
         case("-f sub/Dockerfile")
             .tree()
             .dockerfile("docker/Dockerfile"),
@@ -394,40 +372,33 @@ fn dockerfile_and_dockerignore_as_the_cli() {
             .files(&["docker/notes"])
             .mode("docker", 0o700)
             .dockerfile("docker/Dockerfile")
-            .ignore("docker\n")
-            .renamed_under_buildkit(),
+            .ignore("docker\n"),
         case("-f sub/Dockerfile.app excluded by a glob")
             .tree()
             .dockerfile("docker/Dockerfile.app")
-            .ignore("**/Dockerfile*\n")
-            .renamed_under_buildkit(),
+            .ignore("**/Dockerfile*\n"),
         case("-f app.Dockerfile excluded by a suffix glob")
             .tree()
             .dockerfile("app.Dockerfile")
-            .ignore("*.Dockerfile\n")
-            .renamed_under_buildkit(),
+            .ignore("*.Dockerfile\n"),
         case("-f ../Dockerfile, no .dockerignore")
             .tree()
-            .dockerfile("../Dockerfile")
-            .renamed_under_buildkit(),
+            .dockerfile("../Dockerfile"),
         case("-f ../Dockerfile with a .dockerignore")
             .tree()
             .mode(".dockerignore", 0o640)
             .dockerfile("../docker/Dockerfile")
-            .ignore("*.log\n")
-            .renamed_under_buildkit(),
+            .ignore("*.log\n"),
         case("-f ../Dockerfile, .dockerignore excludes itself")
             .tree()
             .dockerfile("../Dockerfile")
-            .ignore(".dockerignore\n")
-            .renamed_under_buildkit(),
+            .ignore(".dockerignore\n"),
         case("Dockerfile is a symlink into an excluded folder")
             .tree()
             .symlink("Dockerfile", "docker/real.Dockerfile")
             .file("docker/real.Dockerfile", DOCKERFILE)
             .ignore("docker\n")
-            .dockerfile("Dockerfile")
-            .renamed_under_buildkit(),
+            .dockerfile("Dockerfile"),
         case(".dockerignore is a symlink")
             .tree()
             .file("patterns.txt", "*.log\n")
@@ -448,14 +419,12 @@ fn dockerfile_and_dockerignore_as_the_cli() {
             .tree()
             .ignore("*.log\n")
             .hard_link("z-ignore", ".dockerignore")
-            .dockerfile("../Dockerfile")
-            .renamed_under_buildkit(),
+            .dockerfile("../Dockerfile"),
         case("excluded Dockerfile has a second hard link")
             .tree()
             .file("Dockerfile", DOCKERFILE)
             .hard_link("z-copy", "Dockerfile")
-            .ignore("Dockerfile\n")
-            .renamed_under_buildkit(),
+            .ignore("Dockerfile\n"),
     ]);
 }
 
@@ -581,7 +550,7 @@ fn check(cases: Vec<Case>) {
     let failures: Vec<String> = cases.iter().filter_map(|c| run_case(c).err()).collect();
     assert!(
         failures.is_empty(),
-        "{} of {total} cases differ from the Docker CLI:\n\n{}",
+        "{} of {total} cases differ from the Docker CLI or buildx:\n\n{}",
         failures.len(),
         failures.join("\n\n")
     );
@@ -601,7 +570,7 @@ fn docker() -> Command {
     docker_cli()
 }
 
-/// The three builds of a case run at the same time (each is mostly waiting on the daemon).
+/// The four builds of a case run at the same time (each is mostly waiting on the daemon).
 fn run_case(case: &Case) -> Result<(), String> {
     let fail = |what: String| format!("case `{}`: {what}", case.name);
     let test = Test::new();
@@ -617,41 +586,39 @@ fn run_case(case: &Case) -> Result<(), String> {
     )
     .unwrap();
     let image = |tag: &str| format!("{repository}:{tag}");
-    let _cleanup = Cleanup(vec![image("cli"), image("classic"), image("buildkit")]);
+    let _cleanup = Cleanup(vec![
+        image("cli"),
+        image("buildx"),
+        image("classic"),
+        image("buildkit"),
+    ]);
 
-    let (want, classic, buildkit) = thread::scope(|s| {
+    let (cli, buildx, classic, buildkit) = thread::scope(|s| {
         let cli = s.spawn(|| build_with_cli(case, &ctx, &image("cli")));
-        let classic = s.spawn(|| build_with_ecrship(case, &test, "classic", &image("classic")));
-        let buildkit = s.spawn(|| build_with_ecrship(case, &test, "buildkit", &image("buildkit")));
+        let buildx = s.spawn(|| build_with_buildx(case, &ctx, &image("buildx")));
+        let classic = s.spawn(|| build_with_ecrship(&test, "classic", &image("classic")));
+        let buildkit = s.spawn(|| build_with_ecrship(&test, "buildkit", &image("buildkit")));
         (
             cli.join().unwrap(),
+            buildx.join().unwrap(),
             classic.join().unwrap(),
             buildkit.join().unwrap(),
         )
     });
-    let want = want.map_err(fail)?;
 
     let mut failures = Vec::new();
-    for (builder, got) in [("classic", classic), ("buildkit", buildkit)] {
-        let mut got = match got {
-            Ok(got) => got,
-            Err(why) => {
-                failures.push(fail(why));
-                continue;
-            }
-        };
-        let mut want = want.clone();
-        if builder == "buildkit" {
-            if let Err(why) = buildkit_allowances(case, &ctx, &mut want, &mut got) {
-                failures.push(fail(format!("--builder buildkit: {why}")));
-                continue;
-            }
-        }
-        if got != want {
-            failures.push(fail(format!(
-                "--builder {builder} differs from the CLI\n{}",
-                diff(&want, &got)
-            )));
+    for (builder, reference, got) in [
+        ("classic", ("the classic CLI", cli), classic),
+        ("buildkit", ("buildx", buildx), buildkit),
+    ] {
+        let (tool, want) = reference;
+        match (want, got) {
+            (Err(why), _) | (_, Err(why)) => failures.push(fail(why)),
+            (Ok(want), Ok(got)) if got != want => failures.push(fail(format!(
+                "--builder {builder} differs from {tool}\n{}",
+                diff(tool, &want, &got)
+            ))),
+            (Ok(_), Ok(_)) => {}
         }
     }
     if failures.is_empty() {
@@ -661,11 +628,31 @@ fn run_case(case: &Case) -> Result<(), String> {
     }
 }
 
-/// The reference: the CLI's classic build, run as a user would, from inside the context.
+/// The classic reference: the CLI's classic build, run as a user would, from inside the context.
 fn build_with_cli(case: &Case, ctx: &Path, image: &str) -> Result<Vec<Entry>, String> {
-    let out = docker()
+    let mut cmd = docker();
+    cmd.env("DOCKER_BUILDKIT", "0");
+    build_with(cmd, "docker build", case, ctx, image)
+}
+
+/// The BuildKit reference: buildx 0.13 with the `docker` driver, on the same daemon.
+fn build_with_buildx(case: &Case, ctx: &Path, image: &str) -> Result<Vec<Entry>, String> {
+    let mut cmd = docker_buildx_cli().expect(
+        "buildx is needed to compare BuildKit builds; scripts/test fetches it (ECRSHIP_TEST_BUILDX_CONFIG)",
+    );
+    cmd.arg("buildx");
+    build_with(cmd, "docker buildx build", case, ctx, image)
+}
+
+fn build_with(
+    mut cmd: Command,
+    what: &str,
+    case: &Case,
+    ctx: &Path,
+    image: &str,
+) -> Result<Vec<Entry>, String> {
+    let out = cmd
         .current_dir(ctx)
-        .env("DOCKER_BUILDKIT", "0")
         .args([
             "build",
             "--no-cache",
@@ -680,7 +667,7 @@ fn build_with_cli(case: &Case, ctx: &Path, image: &str) -> Result<Vec<Entry>, St
         .expect("run the docker CLI");
     if !out.status.success() {
         return Err(format!(
-            "`docker build` failed:\n{}",
+            "`{what}` failed:\n{}",
             String::from_utf8_lossy(&out.stderr)
         ));
     }
@@ -690,88 +677,16 @@ fn build_with_cli(case: &Case, ctx: &Path, image: &str) -> Result<Vec<Entry>, St
 /// `ecrship build --builder <builder>`, tagged `<repository>:<builder>` through the tag chain's
 /// `CODEBUILD_RESOLVED_SOURCE_VERSION` (the project has no `.git-commit-hash`).
 fn build_with_ecrship(
-    case: &Case,
     test: &Test,
     builder: &'static str,
     image: &str,
 ) -> Result<Vec<Entry>, String> {
     let args = ["build", "--builder", builder, "--no-cache"];
-    let env = [("CODEBUILD_RESOLVED_SOURCE_VERSION", builder)];
-    let mut out = test.run_with_env(args, env);
-    if builder == "buildkit" && out.code != 0 && out.stderr.contains("context not found") {
-        // The daemon's HTTP source GETs the uploaded context again when the copy it
-        // downloaded first is gone (e.g. `docker builder prune` from another process), and
-        // an upload can be read once. Seen only on a shared, busy daemon (~1 in 70 builds
-        // while a benchmark there ran `docker builder prune -af`); never in a quiet one.
-        eprintln!(
-            "case `{}`: BuildKit lost the uploaded context (`context not found`); retrying once",
-            case.name
-        );
-        out = test.run_with_env(args, env);
-    }
+    let out = test.run_with_env(args, [("CODEBUILD_RESOLVED_SOURCE_VERSION", builder)]);
     if out.code != 0 {
         return Err(format!("ecrship build --builder {builder} failed:\n{out}"));
     }
     Ok(image_entries(image))
-}
-
-/// Applies the known BuildKit differences (module docs), each exactly.
-fn buildkit_allowances(
-    case: &Case,
-    ctx: &Path,
-    want: &mut Vec<Entry>,
-    got: &mut Vec<Entry>,
-) -> Result<(), String> {
-    // The Dockerfile under its generated name: one regular file, mode 0600, with the
-    // Dockerfile's bytes, directly under ctx/.
-    let generated: Vec<usize> = (0..got.len())
-        .filter(|&i| {
-            got[i]
-                .path
-                .strip_prefix("ctx/.dockerfile.")
-                .is_some_and(|hex| hex.len() == 20 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
-        })
-        .collect();
-    if case.renamed_under_buildkit {
-        let [i] = generated[..] else {
-            return Err(format!(
-                "expected exactly one ctx/.dockerfile.<20 hex> entry (the documented limit), found {}\n{}",
-                generated.len(),
-                list(got)
-            ));
-        };
-        let size = fs::metadata(ctx.join(&case.dockerfile)).unwrap().len();
-        let entry = got.remove(i);
-        if (entry.kind, entry.mode, entry.size) != ("file", 0o600, size) {
-            return Err(format!(
-                "the generated Dockerfile entry is {entry}, want a 0600 file of {size} bytes"
-            ));
-        }
-    } else if !generated.is_empty() {
-        return Err(format!(
-            "unexpected generated Dockerfile entry\n{}",
-            list(got)
-        ));
-    }
-    // Fifos: in the tar for both builders (as the CLI sends them). Docker 20.10's BuildKit does
-    // not create them when it unpacks an uploaded context (same with a raw `tar | curl`
-    // upload); Docker 28.5's does, as the CLI's image has them. Either is allowed: a fifo of
-    // BuildKit's image must be exactly the CLI's.
-    let fifos: Vec<Entry> = want.iter().filter(|e| e.kind == "fifo").cloned().collect();
-    want.retain(|e| e.kind != "fifo");
-    got.retain(|e| !fifos.contains(e));
-    // setuid/setgid on files: cleared by the classic daemon's chown, kept by BuildKit.
-    for entry in want
-        .iter_mut()
-        .filter(|e| e.kind == "file" || e.kind == "hardlink")
-    {
-        let rel = entry.path.strip_prefix("ctx/").unwrap_or(&entry.path);
-        let source = ctx.join(std::ffi::OsStr::from_bytes(rel.as_bytes()));
-        if let Ok(meta) = fs::symlink_metadata(&source) {
-            entry.mode |= meta.permissions().mode() & 0o6000;
-        }
-    }
-    Ok(())
 }
 
 /// The entries under `ctx/` of `image`, sorted: read from `docker export` of a container that
@@ -837,7 +752,7 @@ fn list(entries: &[Entry]) -> String {
 }
 
 /// What only one side has, then both lists.
-fn diff(cli: &[Entry], ecrship: &[Entry]) -> String {
+fn diff(tool: &str, cli: &[Entry], ecrship: &[Entry]) -> String {
     let only = |a: &[Entry], b: &[Entry]| -> String {
         a.iter()
             .filter(|e| !b.contains(e))
@@ -845,7 +760,7 @@ fn diff(cli: &[Entry], ecrship: &[Entry]) -> String {
             .collect()
     };
     format!(
-        "  only in the CLI's image:\n{}  only in ecrship's image:\n{}  CLI ({} entries):\n{}  ecrship ({} entries):\n{}",
+        "  only in {tool}'s image:\n{}  only in ecrship's image:\n{}  {tool} ({} entries):\n{}  ecrship ({} entries):\n{}",
         only(cli, ecrship),
         only(ecrship, cli),
         cli.len(),

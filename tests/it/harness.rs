@@ -207,6 +207,31 @@ impl Test {
         run_command(cmd, self.stdin.as_deref(), self.timeout)
     }
 
+    /// Runs the binary with `args` on a Docker daemon of its own, started empty for this one
+    /// run and stopped after it (`scripts/engines run local`: the machine's dockerd on its own
+    /// socket, data root and bridge), as a CodeBuild host starts: no image, no build cache.
+    pub fn run_on_fresh_daemon<I, S>(&self, args: I) -> Output
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let ecrship = self.command();
+        let mut cmd = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/engines"));
+        cmd.env_clear();
+        for (key, value) in ecrship.get_envs() {
+            if let Some(value) = value {
+                cmd.env(key, value);
+            }
+        }
+        if let Some(dir) = ecrship.get_current_dir() {
+            cmd.current_dir(dir);
+        }
+        cmd.args(["run", "local"])
+            .arg(ecrship.get_program())
+            .args(args);
+        run_command(cmd, self.stdin.as_deref(), self.timeout)
+    }
+
     /// The command `run` would execute, for tests that need more control.
     pub fn command(&self) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_ecrship"));
@@ -837,7 +862,16 @@ pub fn docker_buildx_cli() -> Option<Command> {
 /// A request to the Docker Engine API of the daemon under test (`docker_host`), e.g.
 /// `docker_api("GET", "/images/ecrship-test/busybox:latest/json")`.
 pub fn docker_api(method: &str, path: &str) -> io::Result<HttpResponse> {
+    docker_api_with(method, path, &[])
+}
+
+/// `docker_api` with request headers (e.g. `X-Registry-Auth`).
+pub fn docker_api_with(
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> io::Result<HttpResponse> {
     let stream = UnixStream::connect(docker_socket())?;
     stream.set_read_timeout(Some(Duration::from_secs(120)))?;
-    http_request(stream, "localhost", method, path, &[], b"")
+    http_request(stream, "localhost", method, path, headers, b"")
 }

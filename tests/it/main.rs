@@ -4,5 +4,6 @@ mod context;
 mod faults;
 mod harness;
 mod push;
+mod reuse;
 mod secrets;
 mod smoke;

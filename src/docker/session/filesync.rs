@@ -15,19 +15,23 @@
 //!
 //! A file that cannot be read, or changed size since its `STAT`, ends the stream with an `ERR`
 //! packet, which fails the build; the cause is kept for ecrship's own error message.
+//!
+//! The packets are fsutil's `Packet` and `Stat` (`types/wire.proto`, `types/stat.proto`) with the
+//! path and the link target as `bytes` rather than `string`: the same encoding on the wire, but
+//! a file name that is not UTF-8 is sent as it is, as Go sends it.
 
 use std::collections::HashMap;
 use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use bollard::fsutil::types::packet::PacketType;
-use bollard::fsutil::types::{Packet, Stat};
-use bollard::moby::filesync::v1::file_sync_server::FileSync;
 use futures_util::Stream;
 use tokio::sync::{Semaphore, mpsc};
 use tonic::metadata::MetadataMap;
+use tonic::server::StreamingService;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::context::sync::{self, Entry, Filter};
@@ -79,17 +83,63 @@ impl Files {
     }
 }
 
+/// fsutil's `Packet`, with bytes where the `.proto` says string.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Packet {
+    #[prost(int32, tag = "1")]
+    pub r#type: i32,
+    #[prost(message, optional, tag = "2")]
+    pub stat: Option<Stat>,
+    #[prost(uint32, tag = "3")]
+    pub id: u32,
+    #[prost(bytes = "vec", tag = "4")]
+    pub data: Vec<u8>,
+}
+
+/// fsutil's `Stat`, with bytes where the `.proto` says string.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Stat {
+    #[prost(bytes = "vec", tag = "1")]
+    pub path: Vec<u8>,
+    #[prost(uint32, tag = "2")]
+    pub mode: u32,
+    #[prost(uint32, tag = "3")]
+    pub uid: u32,
+    #[prost(uint32, tag = "4")]
+    pub gid: u32,
+    #[prost(int64, tag = "5")]
+    pub size: i64,
+    #[prost(int64, tag = "6")]
+    pub mod_time: i64,
+    #[prost(bytes = "vec", tag = "7")]
+    pub linkname: Vec<u8>,
+    #[prost(int64, tag = "8")]
+    pub devmajor: i64,
+    #[prost(int64, tag = "9")]
+    pub devminor: i64,
+    #[prost(map = "string, bytes", tag = "10")]
+    pub xattrs: HashMap<String, Vec<u8>>,
+}
+
 type PacketStream = Pin<Box<dyn Stream<Item = Result<Packet, Status>> + Send>>;
 
-/// The `FileSync` service over one build's [`Files`].
+/// `/moby.filesync.v1.FileSync/DiffCopy` over one build's [`Files`].
 #[derive(Debug, Clone)]
-pub struct FileSyncService(pub Arc<Files>);
+pub struct DiffCopy(pub Arc<Files>);
 
-#[tonic::async_trait]
-impl FileSync for FileSyncService {
-    type DiffCopyStream = PacketStream;
-    type TarStreamStream = PacketStream;
+impl StreamingService<Packet> for DiffCopy {
+    type Response = Packet;
+    type ResponseStream = PacketStream;
+    type Future =
+        Pin<Box<dyn std::future::Future<Output = Result<Response<PacketStream>, Status>> + Send>>;
 
+    fn call(&mut self, request: Request<Streaming<Packet>>) -> Self::Future {
+        let this = self.clone();
+        Box::pin(async move { this.diff_copy(request).await })
+    }
+}
+
+impl DiffCopy {
     async fn diff_copy(
         &self,
         request: Request<Streaming<Packet>>,
@@ -147,14 +197,7 @@ impl FileSync for FileSyncService {
             );
             Some((Ok(packet), (rx, last)))
         });
-        Ok(Response::new(Box::pin(stream)))
-    }
-
-    async fn tar_stream(
-        &self,
-        _request: Request<Streaming<Packet>>,
-    ) -> Result<Response<PacketStream>, Status> {
-        Err(Status::unimplemented("only DiffCopy is served"))
+        Ok(Response::new(Box::pin(stream) as PacketStream))
     }
 }
 
@@ -178,7 +221,7 @@ fn send_stats(
                 let source = entry
                     .source
                     .clone()
-                    .unwrap_or_else(|| local.root.join(&entry.path));
+                    .unwrap_or_else(|| local.root.join(std::ffi::OsStr::from_bytes(&entry.path)));
                 ids.lock()
                     .unwrap_or_else(PoisonError::into_inner)
                     .insert(next_id, source);
@@ -401,11 +444,11 @@ mod tests {
     #[test]
     fn packets_carry_fsutil_stats() {
         let entry = Entry {
-            path: "src/a.ex".into(),
+            path: b"src/a\xff.ex".to_vec(),
             mode: 0o644,
             size: 3,
             mod_time_ns: 1_700_000_000_123_456_789,
-            linkname: String::new(),
+            linkname: Vec::new(),
             devmajor: 0,
             devminor: 0,
             source: None,
@@ -415,6 +458,10 @@ mod tests {
         let stat = p.stat.unwrap();
         assert_eq!((stat.uid, stat.gid, stat.size), (0, 0, 3));
         assert_eq!(stat.mod_time, 1_700_000_000_123_456_789);
+        // On the wire as fsutil's Stat: field 1, length-delimited, the bytes as they are.
+        let bytes = prost::Message::encode_to_vec(&stat);
+        assert_eq!(&bytes[..2], &[0x0a, 9]);
+        assert_eq!(&bytes[2..11], b"src/a\xff.ex");
         // The end of the walk is a STAT without a stat, never an empty one.
         let end = packet(PacketType::PacketStat, 0, Vec::new());
         assert!(end.stat.is_none());

@@ -36,7 +36,6 @@ use bollard::health::{
 };
 use bollard::moby::buildkit::secrets::v1::secrets_server::SecretsServer;
 use bollard::moby::filesync::v1::auth_server::AuthServer;
-use bollard::moby::filesync::v1::file_sync_server::FileSyncServer;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioExecutor;
 use tonic::codegen::Service as _;
@@ -162,11 +161,9 @@ where
     let secrets = SecretsServer::from_arc(services.secrets);
     let health = HealthServer::new(Healthy);
     let auth = AuthServer::new(services.login);
-    let files = FileSyncServer::new(filesync::FileSyncService(services.files))
-        .max_decoding_message_size(16 << 20)
-        .max_encoding_message_size(16 << 20);
+    let files = filesync::DiffCopy(services.files);
     let service = hyper::service::service_fn(move |request: http::Request<Incoming>| {
-        let (mut secrets, mut health, mut auth, mut files) =
+        let (mut secrets, mut health, mut auth, files) =
             (secrets.clone(), health.clone(), auth.clone(), files.clone());
         async move {
             let path = request.uri().path();
@@ -175,7 +172,13 @@ where
                 Some("moby.buildkit.secrets.v1.Secrets") => secrets.call(request).await?,
                 Some("grpc.health.v1.Health") => health.call(request).await?,
                 Some("moby.filesync.v1.Auth") => auth.call(request).await?,
-                Some("moby.filesync.v1.FileSync") => files.call(request).await?,
+                Some("moby.filesync.v1.FileSync") if path == DIFF_COPY => {
+                    let codec =
+                        tonic_prost::ProstCodec::<filesync::Packet, filesync::Packet>::default();
+                    let mut grpc = tonic::server::Grpc::new(codec)
+                        .apply_max_message_size_config(Some(16 << 20), Some(16 << 20));
+                    grpc.streaming(files, request).await
+                }
                 _ => {
                     tracing::debug!(%path, "the daemon called a method this session does not serve");
                     Status::unimplemented(format!("{path} is not served")).into_http()
