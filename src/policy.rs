@@ -122,14 +122,18 @@ pub struct Policy {
     pub notes: Vec<String>,
 }
 
-/// Actions that a push needs on each repository, in the order they are listed.
-const PUSH_ACTIONS: [&str; 6] = [
+/// Actions that a run needs on each repository, in the order they are listed: the push of
+/// layers and manifests (`PutImage` also tags a reused image, and joins a manifest list), and
+/// the reads of a reuse check, of an inline-cache import and of `ecrship manifest`
+/// (`BatchGetImage` for manifests, `GetDownloadUrlForLayer` for an image config or a layer).
+const PUSH_ACTIONS: [&str; 7] = [
     "ecr:BatchCheckLayerAvailability",
     "ecr:InitiateLayerUpload",
     "ecr:UploadLayerPart",
     "ecr:CompleteLayerUpload",
     "ecr:PutImage",
     "ecr:BatchGetImage",
+    "ecr:GetDownloadUrlForLayer",
 ];
 
 /// The least-privilege policy for every image of `config`.
@@ -483,7 +487,8 @@ repository = "team/app"
                         "ecr:UploadLayerPart",
                         "ecr:CompleteLayerUpload",
                         "ecr:PutImage",
-                        "ecr:BatchGetImage"
+                        "ecr:BatchGetImage",
+                        "ecr:GetDownloadUrlForLayer"
                     ],
                     "Resource": [
                         "arn:aws:ecr:us-east-1:123456789012:repository/team/app",

@@ -352,7 +352,8 @@ fn a_dockerfile_excluded_by_dockerignore_stays_out_and_the_second_build_is_cache
             "ecrship.toml",
             format!("[[image]]\nname = \"app\"\nrepository = \"{ns}/app\"\n"),
         )
-        .file(".dockerignore", "/Dockerfile*\n")
+        // The tag file changes with every commit: a context that holds it is never the same.
+        .file(".dockerignore", "/Dockerfile*\n.git-commit-hash\n")
         .file(
             "Dockerfile",
             format!(
@@ -554,7 +555,7 @@ fn a_from_on_another_registry_never_receives_the_ecr_credentials() {
     out.assert_code(1);
     let seen = other.seen();
     assert!(
-        seen.contains("GET /v2/"),
+        seen.contains("/v2/library/base/manifests/1"),
         "BuildKit asked the other registry\n{seen}\n{out}"
     );
     let ecr =
