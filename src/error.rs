@@ -4,6 +4,7 @@ use crate::artifacts::WriteError;
 use crate::aws::AwsError;
 use crate::config::ConfigError;
 use crate::context::ContextError;
+use crate::deploy::DeployError;
 use crate::docker::DockerError;
 use crate::tag::TagError;
 
@@ -28,6 +29,8 @@ pub enum Error {
     Docker(#[from] DockerError),
     #[error(transparent)]
     Aws(#[from] AwsError),
+    #[error(transparent)]
+    Deploy(#[from] DeployError),
     #[error("image `{image}`: {source}")]
     Image { image: String, source: Box<Error> },
     #[error("{0}")]
@@ -41,6 +44,7 @@ impl Error {
         match self {
             Error::Usage(_) | Error::Config(_) | Error::Tag(_) => EXIT_INPUT,
             Error::Context(e) => e.exit_code() as u8,
+            Error::Deploy(e) => e.exit_code(),
             Error::Image { source, .. } => source.exit_code(),
             Error::Artifact(_) | Error::Docker(_) | Error::Aws(_) | Error::Failed(_) => EXIT_FAILED,
             Error::Interrupted { code, .. } => *code,

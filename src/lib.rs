@@ -7,12 +7,14 @@ pub mod aws;
 pub mod cli;
 pub mod config;
 pub mod context;
+pub mod deploy;
 pub mod docker;
 pub mod error;
 pub mod output;
 pub mod pipeline;
 pub mod plan;
 pub mod policy;
+pub mod preflight;
 pub mod secret;
 
 pub mod tag;
@@ -60,6 +62,10 @@ pub fn run(cli: Cli) -> Result<(), Error> {
                 tracing::warn!("{note}");
             }
             printer.result(&policy.document)
+        }
+        Command::Verify => {
+            let config = Config::load(root, cli.global.config.as_deref())?;
+            printer.result(&preflight::verify(root, &config)?)
         }
         Command::Build {
             images,
@@ -137,6 +143,16 @@ impl Steps<'_> {
             } else {
                 Some(aws::load().await?)
             };
+            // The deploy preflight ([deploy]): before anything is built or pushed.
+            match &aws {
+                Some(aws) if self.push.is_some() => {
+                    preflight::before_push(aws, &config, &plan).await?
+                }
+                _ if self.dry_run && config.deploy.is_some() => {
+                    tracing::info!("--dry-run calls no AWS API: the deploy preflight is skipped")
+                }
+                _ => {}
+            }
             let mut summary = pipeline::Summary::new(&plan);
             if let Some(flags) = self.build {
                 let ssm = match &aws {
@@ -222,7 +238,9 @@ impl Steps<'_> {
 
 /// Runs the async part of a command on a runtime made for it, and ends it early on SIGINT or
 /// SIGTERM: dropping the work cancels the builds and pushes, and no artifact is written.
-fn block_on<T>(work: impl std::future::Future<Output = Result<T, Error>>) -> Result<T, Error> {
+pub(crate) fn block_on<T>(
+    work: impl std::future::Future<Output = Result<T, Error>>,
+) -> Result<T, Error> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -1,6 +1,7 @@
 mod build;
 mod cli;
 mod context;
+mod deploy;
 mod faults;
 mod harness;
 mod push;
