@@ -1,4 +1,5 @@
 mod build;
+mod buildspec;
 mod cli;
 mod context;
 mod deploy;
