@@ -354,6 +354,20 @@ fn verify_checks_an_existing_imagedefinitions_json() {
             && gone.stderr.contains("the service does not exist"),
         "{gone}"
     );
+    let no_cluster = Test::new()
+        .file(
+            "ecrship.toml",
+            "[[image]]\nname = \"app\"\n[deploy]\ncluster = \"no-such-cluster\"\nservice = \"s\"\n",
+        )
+        .file("imagedefinitions.json", definitions(&["app"]))
+        .moto_env()
+        .arg("verify")
+        .run();
+    no_cluster.assert_code(1);
+    assert!(
+        no_cluster.stderr.contains("the cluster does not exist"),
+        "{no_cluster}"
+    );
 }
 
 #[test]
