@@ -129,6 +129,8 @@ pub enum Command {
         #[arg(long)]
         create_repositories: bool,
     },
+    /// Check imagedefinitions.json against the task definition of the ECS service in [deploy]
+    Verify,
     /// Build, then push: one command for a single-phase buildspec or a laptop
     Release {
         /// Images to build and push (all by default)

@@ -12,7 +12,7 @@ use crate::pipeline::{self, Env, Options, Steps, Summary, Target};
 use crate::plan::{self, Plan, Registry as PlanRegistry, RegistrySource};
 use crate::registry::Registry;
 use crate::view::View;
-use crate::{artifacts, aws, load_plan};
+use crate::{artifacts, aws, load_plan, preflight};
 
 /// What one of `build`, `push`, `release` was asked to do.
 pub struct Request<'a> {
@@ -62,6 +62,14 @@ pub async fn steps(
             Err(e) => return Err(e.into()),
         }
     };
+    // The deploy preflight ([deploy]): before anything is built or pushed.
+    match &aws {
+        Some(aws) if request.pushing() => preflight::before_push(aws, &config, &plan).await?,
+        _ if request.dry_run && config.deploy.is_some() => {
+            tracing::info!("--dry-run calls no AWS API: the deploy preflight is skipped")
+        }
+        _ => {}
+    }
     let ssm = match &aws {
         Some(aws) => aws::ssm::parameters(aws, &ssm_names).await?,
         None => BTreeMap::new(),
@@ -119,6 +127,7 @@ pub async fn manifest(
     let root = global.directory.as_path();
     artifacts::check_writable(&root.join(&plan.imagedefinitions))?;
     let aws = aws::load().await?;
+    preflight::before_push(&aws, &config, &plan).await?;
     let request = Request {
         steps: Steps::Push,
         build: None,

@@ -151,6 +151,19 @@ pub struct Image {
     pub line: usize,
 }
 
+/// The `[deploy]` table: the ECS service the images are deployed to, which the deploy preflight
+/// reads before a push (see `deploy.rs`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeployConfig {
+    /// The ECS cluster's name.
+    pub cluster: String,
+    /// The ECS service's name.
+    pub service: String,
+    /// Line of the `[deploy]` table, for messages.
+    #[serde(skip)]
+    pub line: usize,
+}
+
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -164,6 +177,7 @@ pub struct Config {
     /// How old an image in the registry may be and still be reused (base images move upstream).
     pub reuse_max_age: std::time::Duration,
     pub images: Vec<Image>,
+    pub deploy: Option<DeployConfig>,
 }
 
 /// `reuse_max_age` when the config says nothing: base-image updates still arrive weekly.
@@ -286,6 +300,27 @@ impl Config {
             name => name.map(Spanned::into_inner),
         };
 
+        let deploy = match raw.deploy {
+            Some(table) => {
+                let line = line_of(text, table.span().start);
+                let table = table.into_inner();
+                for (what, name) in [("cluster", &table.cluster), ("service", &table.service)] {
+                    if let Some(reason) = ecs_name_violation(name.get_ref()) {
+                        return Err(at(
+                            Some(name.span()),
+                            format!("[deploy] {what} `{}` {reason}", name.get_ref()),
+                        ));
+                    }
+                }
+                Some(DeployConfig {
+                    cluster: table.cluster.into_inner(),
+                    service: table.service.into_inner(),
+                    line,
+                })
+            }
+            None => None,
+        };
+
         Ok(Config {
             origin,
             registry,
@@ -296,6 +331,7 @@ impl Config {
             image_detail,
             reuse_max_age,
             images,
+            deploy,
         })
     }
 
@@ -357,6 +393,14 @@ struct RawConfig {
     artifacts: RawArtifacts,
     #[serde(default)]
     image: Vec<Spanned<RawImage>>,
+    deploy: Option<Spanned<RawDeploy>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDeploy {
+    cluster: Spanned<String>,
+    service: Spanned<String>,
 }
 
 #[derive(Deserialize)]
@@ -756,6 +800,20 @@ fn is_container_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
+/// Why `name` is not the name of an ECS cluster or service, or `None` when it is one. Both take
+/// up to 255 letters, digits, hyphens and underscores (ECS API reference, `CreateCluster`
+/// `clusterName` and `CreateService` `serviceName`); the API also takes ARNs, the config does not,
+/// so that `ecrship policy` can name the service's ARN.
+fn ecs_name_violation(name: &str) -> Option<&'static str> {
+    if name.starts_with("arn:") {
+        Some("is an ARN: give the name alone (the region and account come from the environment)")
+    } else if !is_container_name(name) {
+        Some("is not an ECS name (1-255 letters, digits, `-` or `_`)")
+    } else {
+        None
+    }
+}
+
 /// Why `name` is not an ECR repository name, or `None` when it is one:
 /// 2-256 characters, `/`-separated components of `[a-z0-9]+` joined by single `.`, `_` or `-`.
 pub fn repository_violation(name: &str) -> Option<&'static str> {
@@ -1039,6 +1097,22 @@ team = "web"
                 "[[image]]\nname = \"app\"\n[image.build_args]\nX = { ssm = \"Y\", optional = true }\n",
                 &["line 4", "optional"],
             ),
+            (
+                "[[image]]\nname = \"app\"\n[deploy]\ncluster = \"c\"\nservice = \"s\"\nregion = \"x\"\n",
+                &["line 6", "region"],
+            ),
+            (
+                "[[image]]\nname = \"app\"\n[deploy]\ncluster = \"c\"\n",
+                &["line 3", "service"],
+            ),
+            (
+                "[[image]]\nname = \"app\"\n[deploy]\ncluster = \"my cluster\"\nservice = \"s\"\n",
+                &["line 4", "[deploy] cluster `my cluster`", "not an ECS name"],
+            ),
+            (
+                "[[image]]\nname = \"app\"\n[deploy]\ncluster = \"c\"\nservice = \"arn:aws:ecs:us-east-1:1:service/c/s\"\n",
+                &["line 5", "[deploy] service", "is an ARN"],
+            ),
         ];
         for (text, needles) in cases {
             let msg = error(text);
@@ -1047,6 +1121,27 @@ team = "web"
                 assert!(msg.contains(needle), "{text:?}: {msg:?} lacks {needle:?}");
             }
         }
+    }
+
+    #[test]
+    fn deploy_section() {
+        let c = parse(
+            "[[image]]\nname = \"app\"\n\n[deploy]\ncluster = \"prod-1\"\nservice = \"shop_web\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.deploy,
+            Some(DeployConfig {
+                cluster: "prod-1".into(),
+                service: "shop_web".into(),
+                line: 4,
+            })
+        );
+        assert_eq!(parse("[[image]]\nname = \"app\"\n").unwrap().deploy, None);
+        assert_eq!(
+            Config::parse(EMBEDDED, Origin::Embedded).unwrap().deploy,
+            None
+        );
     }
 
     #[test]

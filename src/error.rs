@@ -4,6 +4,7 @@ use crate::artifacts::WriteError;
 use crate::aws::AwsError;
 use crate::config::ConfigError;
 use crate::context::ContextError;
+use crate::deploy::DeployError;
 use crate::docker::DockerError;
 use crate::registry::RegistryError;
 use crate::tag::TagError;
@@ -31,6 +32,8 @@ pub enum Error {
     Aws(#[from] AwsError),
     #[error(transparent)]
     Registry(#[from] Box<RegistryError>),
+    #[error(transparent)]
+    Deploy(#[from] DeployError),
     #[error("image `{image}`: {source}")]
     Image { image: String, source: Box<Error> },
     #[error("{0}")]
@@ -44,6 +47,7 @@ impl Error {
         match self {
             Error::Usage(_) | Error::Config(_) | Error::Tag(_) => EXIT_INPUT,
             Error::Context(e) => e.exit_code() as u8,
+            Error::Deploy(e) => e.exit_code(),
             Error::Image { source, .. } => source.exit_code(),
             Error::Artifact(_)
             | Error::Docker(_)

@@ -8,6 +8,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod context;
+pub mod deploy;
 pub mod docker;
 pub mod error;
 pub mod inputs;
@@ -15,6 +16,7 @@ pub mod output;
 pub mod pipeline;
 pub mod plan;
 pub mod policy;
+pub mod preflight;
 pub mod registry;
 pub mod secret;
 
@@ -63,6 +65,10 @@ pub fn run(cli: Cli) -> Result<(), Error> {
                 tracing::warn!("{note}");
             }
             printer.result(&policy.document)
+        }
+        Command::Verify => {
+            let config = Config::load(root, cli.global.config.as_deref())?;
+            printer.result(&preflight::verify(root, &config)?)
         }
         Command::Build {
             images,
@@ -119,7 +125,9 @@ fn run_steps(
 
 /// Runs the async part of a command on a runtime made for it, and ends it early on SIGINT or
 /// SIGTERM: dropping the work cancels the builds and pushes, and no artifact is written.
-fn block_on<T>(work: impl std::future::Future<Output = Result<T, Error>>) -> Result<T, Error> {
+pub(crate) fn block_on<T>(
+    work: impl std::future::Future<Output = Result<T, Error>>,
+) -> Result<T, Error> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

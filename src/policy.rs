@@ -8,7 +8,7 @@ use std::fmt;
 
 use serde::Serialize;
 
-use crate::config::{Config, Source};
+use crate::config::{Config, DeployConfig, Source};
 use crate::plan::ecr_registry;
 
 /// The policy language version every document uses.
@@ -192,6 +192,9 @@ pub fn policy(config: &Config, scope: &PolicyInput, create_repositories: bool) -
              (arn:{partition}:kms:{region}:{account}:key/<key-id>); the AWS-managed key `aws/ssm` needs nothing more"
         ));
     }
+    if let Some(deploy) = &config.deploy {
+        statement.extend(deploy_statements(deploy, scope));
+    }
     let unknown: Vec<&str> = [
         (account == "*").then_some("account (set AWS_ACCOUNT_ID, or an ECR `registry`)"),
         (region == "*").then_some("region (set AWS_REGION, or an ECR `registry`)"),
@@ -213,6 +216,37 @@ pub fn policy(config: &Config, scope: &PolicyInput, create_repositories: bool) -
         },
         notes,
     }
+}
+
+/// What the deploy preflight reads: the service, then its task definition.
+///
+/// From the Service Authorization Reference ("Actions, resources, and condition keys for Amazon
+/// Elastic Container Service"): `ecs:DescribeServices` takes the `service` resource type,
+/// `arn:<partition>:ecs:<region>:<account>:service/<cluster>/<service>`, so it is granted on the
+/// one service; `ecs:DescribeTaskDefinition` has no resource type and can only be granted on `*`.
+fn deploy_statements(deploy: &DeployConfig, scope: &PolicyInput) -> [Statement; 2] {
+    let PolicyInput {
+        account,
+        region,
+        partition,
+    } = scope;
+    [
+        Statement {
+            sid: "EcsDeployService",
+            effect: "Allow",
+            action: vec!["ecs:DescribeServices"],
+            resource: Resource::One(format!(
+                "arn:{partition}:ecs:{region}:{account}:service/{}/{}",
+                deploy.cluster, deploy.service
+            )),
+        },
+        Statement {
+            sid: "EcsDeployTaskDefinition",
+            effect: "Allow",
+            action: vec!["ecs:DescribeTaskDefinition"],
+            resource: Resource::One("*".into()),
+        },
+    ]
 }
 
 /// The ARN of an SSM parameter: `/app/prod/KEY` and `KEY` give `parameter/app/prod/KEY` and
@@ -621,6 +655,39 @@ repository = "team/app"
             "{:?}",
             p.notes
         );
+    }
+
+    #[test]
+    fn deploy_section_adds_the_ecs_reads() {
+        let c =
+            config("[[image]]\nname = \"app\"\n[deploy]\ncluster = \"prod\"\nservice = \"shop\"\n");
+        let p = policy(&c, &scope("123456789012", "eu-west-1"), false);
+        let sids: Vec<&str> = p.document.statement.iter().map(|s| s.sid).collect();
+        assert_eq!(
+            sids,
+            [
+                "EcrLogin",
+                "EcrPush",
+                "EcsDeployService",
+                "EcsDeployTaskDefinition"
+            ]
+        );
+        let service = statement(&p, "EcsDeployService").unwrap();
+        assert_eq!(service.action, ["ecs:DescribeServices"]);
+        assert_eq!(
+            service.resource,
+            Resource::One("arn:aws:ecs:eu-west-1:123456789012:service/prod/shop".into())
+        );
+        let task = statement(&p, "EcsDeployTaskDefinition").unwrap();
+        assert_eq!(task.action, ["ecs:DescribeTaskDefinition"]);
+        assert_eq!(task.resource, Resource::One("*".into()));
+        // Without [deploy], no ECS action at all.
+        let p = policy(
+            &config("[[image]]\nname = \"app\"\n"),
+            &scope("123456789012", "eu-west-1"),
+            false,
+        );
+        assert!(!p.document.to_string().contains("ecs:"));
     }
 
     #[test]

@@ -1,6 +1,8 @@
-//! The AWS edge: configuration from the default chain, ECR login and SSM parameters.
+//! The AWS edge: configuration from the default chain, ECR login, SSM parameters and the ECS
+//! facts of the deploy preflight.
 
 pub mod ecr;
+pub mod ecs;
 pub mod ssm;
 
 use std::time::Duration;

@@ -1,6 +1,8 @@
 mod build;
+mod buildspec;
 mod cli;
 mod context;
+mod deploy;
 mod faults;
 mod harness;
 mod push;

@@ -1,0 +1,150 @@
+//! Runs the deploy check of `deploy.rs` where it is needed: before `push`/`release` build or push
+//! anything ([`before_push`]), and alone against written artifacts (`ecrship verify`, [`verify`]).
+//! The facts come from ECS (`aws::ecs`), the images from the plan or the artifact files.
+
+use std::path::Path;
+
+use aws_config::SdkConfig;
+use serde::Deserialize;
+
+use crate::Error;
+use crate::config::Config;
+use crate::deploy::{self, Candidate, DeployError, VerifyReport};
+use crate::plan::Plan;
+
+/// With `[deploy]`, checks that the planned images fit the ECS service; a mismatch is an error
+/// (exit 1) before anything is built, pushed or written. Without `[deploy]`, does nothing.
+pub async fn before_push(aws: &SdkConfig, config: &Config, plan: &Plan) -> Result<(), Error> {
+    let Some(target) = &config.deploy else {
+        return Ok(());
+    };
+    let deployed = crate::aws::ecs::deployed(aws, target).await?;
+    let images: Vec<Candidate> = plan
+        .deployed()
+        .map(|image| Candidate {
+            name: image.name.clone(),
+            platforms: Some(deploy::platforms_of(
+                image.platform.as_deref(),
+                &image.platforms,
+            )),
+        })
+        .collect();
+    // imageDetail.json is written only when its image is among those pushed.
+    let image_detail = plan
+        .image_detail
+        .as_deref()
+        .filter(|name| plan.deployed().any(|i| i.name == *name));
+    let outcome = deploy::check(&deployed, &images, image_detail);
+    for note in &outcome.notes {
+        tracing::warn!("{note}");
+    }
+    if !outcome.findings.is_empty() {
+        return Err(DeployError::Mismatch(outcome.findings).into());
+    }
+    let names: Vec<&str> = images.iter().map(|i| i.name.as_str()).collect();
+    tracing::info!(
+        "deploy preflight: {} fit task definition `{}` ({}) of service `{}` in cluster `{}`",
+        names.join(", "),
+        deployed.task_definition.label(),
+        deployed.task_definition.architecture(),
+        deployed.service,
+        deployed.cluster
+    );
+    Ok(())
+}
+
+/// `ecrship verify`: the written `imagedefinitions.json` (and `imageDetail.json` when configured)
+/// against the ECS service of `[deploy]`.
+pub fn verify(root: &Path, config: &Config) -> Result<VerifyReport, Error> {
+    let target = config
+        .deploy
+        .as_ref()
+        .ok_or_else(|| DeployError::NotConfigured {
+            origin: config.origin.to_string(),
+        })?;
+    let file = &config.imagedefinitions;
+    let (bytes, entries) = read_image_definitions(&root.join(file), file, config)?;
+    let image_detail = match &config.image_detail {
+        Some(name) => {
+            let detail = Path::new(file).with_file_name("imageDetail.json");
+            read_image_detail(&root.join(&detail), &detail.to_string_lossy())?;
+            Some(name.as_str())
+        }
+        None => None,
+    };
+    let images: Vec<Candidate> = entries
+        .iter()
+        .map(|entry| Candidate {
+            name: entry.name.clone(),
+            platforms: config
+                .images
+                .iter()
+                .find(|i| i.name == entry.name)
+                .map(|i| deploy::platforms_of(i.platform.as_deref(), &i.platforms)),
+        })
+        .collect();
+
+    let deployed = crate::block_on(async {
+        let aws = crate::aws::load().await?;
+        Ok(crate::aws::ecs::deployed(&aws, target).await?)
+    })?;
+    let mut findings = deploy::check_file(file, bytes, entries.len());
+    let outcome = deploy::check(&deployed, &images, image_detail);
+    findings.extend(outcome.findings);
+    if !findings.is_empty() {
+        return Err(DeployError::Mismatch(findings).into());
+    }
+    Ok(VerifyReport::new(&deployed, &images, file, outcome.notes))
+}
+
+/// One entry of `imagedefinitions.json`, as CodePipeline's Amazon ECS action reads it.
+#[derive(Debug, Deserialize)]
+struct ImageDefinition {
+    name: String,
+    #[serde(rename = "imageUri")]
+    #[allow(dead_code)] // read so that an entry without it is refused
+    image_uri: String,
+}
+
+/// `imageDetail.json`, as the Amazon ECS (Blue/Green) action reads it.
+#[derive(Debug, Deserialize)]
+struct ImageDetail {
+    #[serde(rename = "ImageURI")]
+    #[allow(dead_code)] // read so that a file without it is refused
+    image_uri: String,
+}
+
+fn read_image_definitions(
+    path: &Path,
+    file: &str,
+    config: &Config,
+) -> Result<(u64, Vec<ImageDefinition>), DeployError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        DeployError::Artifact(format!(
+            "cannot read `{file}` ([artifacts] imagedefinitions of {}): {}; `ecrship push` writes it",
+            config.origin,
+            crate::error::error_chain(&e)
+        ))
+    })?;
+    let entries = serde_json::from_str(&text).map_err(|e| {
+        DeployError::Artifact(format!(
+            "`{file}` is not an image definitions file (a JSON array of {{\"name\", \"imageUri\"}} objects): {e}"
+        ))
+    })?;
+    Ok((text.len() as u64, entries))
+}
+
+fn read_image_detail(path: &Path, file: &str) -> Result<(), DeployError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        DeployError::Artifact(format!(
+            "cannot read `{file}` (written for [artifacts] image_detail): {}",
+            crate::error::error_chain(&e)
+        ))
+    })?;
+    serde_json::from_str::<ImageDetail>(&text).map_err(|e| {
+        DeployError::Artifact(format!(
+            "`{file}` is not an image detail file (a JSON object with \"ImageURI\"): {e}"
+        ))
+    })?;
+    Ok(())
+}
