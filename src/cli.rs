@@ -114,6 +114,10 @@ pub enum Command {
         images: Vec<String>,
         #[command(flatten)]
         push: PushFlags,
+        /// Say what would be pushed (tags, local image ids, reused images), with no login and
+        /// no network; write nothing
+        #[arg(long, env = "ECRSHIP_DRY_RUN")]
+        dry_run: bool,
     },
     /// Join each multi-platform image's platforms into a manifest list under its tags, and
     /// write the artifacts; from the registry alone (the last job of a batch build)

@@ -37,6 +37,10 @@ pub async fn steps(
 ) -> Result<Summary, Error> {
     let (config, plan) = load_plan(global, names)?;
     let root = global.directory.as_path();
+    if request.steps == Steps::Push && request.dry_run {
+        let daemon = Daemon::connect().await?;
+        return pipeline::push_dry_run(root, &plan, &daemon).await;
+    }
     if request.pushing() {
         refuse_after_failed_build()?;
     }

@@ -1113,6 +1113,42 @@ team = "web"
                 "[[image]]\nname = \"app\"\n[deploy]\ncluster = \"c\"\nservice = \"arn:aws:ecs:us-east-1:1:service/c/s\"\n",
                 &["line 5", "[deploy] service", "is an ARN"],
             ),
+            (
+                "[[image]]\nname = \"a1\"\ndepends_on = [\"b1\"]\n[[image]]\nname = \"b1\"\ndepends_on = [\"a1\"]\n",
+                &["line 1", "cycle", "a1 -> b1 -> a1"],
+            ),
+            (
+                "[[image]]\nname = \"app\"\ndepends_on = [\"base\"]\n",
+                &["line 1", "`base`", "images: app"],
+            ),
+            (
+                "[[image]]\nname = \"app\"\ndepends_on = [\"app\"]\n",
+                &["line 1", "depends on itself"],
+            ),
+            (
+                "[[image]]\nname = \"app\"\nplatforms = [\"linux/amd64\", \"arm64\"]\n",
+                &["line 3", "`arm64`", "os/arch"],
+            ),
+            (
+                "[[image]]\nname = \"app\"\nplatform = \"linux/amd64\"\nplatforms = [\"linux/arm64\"]\n",
+                &["line 3", "not both"],
+            ),
+            (
+                "[[image]]\nname = \"app\"\nplatforms = [\"linux/arm64\", \"linux/arm64\"]\n",
+                &["line 3", "twice"],
+            ),
+            (
+                "[[image]]\nname = \"app\"\ncache_stages = [\"deps stage\"]\n",
+                &["line 3", "`deps stage`"],
+            ),
+            (
+                "[[image]]\nname = \"app\"\nextra_tags = [\"ok\", \"-bad\"]\n",
+                &["line 3", "`-bad`"],
+            ),
+            (
+                "reuse_max_age = \"7 days\"\n[[image]]\nname = \"app\"\n",
+                &["line 1", "`7 days`", "unit"],
+            ),
         ];
         for (text, needles) in cases {
             let msg = error(text);
@@ -1141,6 +1177,32 @@ team = "web"
         assert_eq!(
             Config::parse(EMBEDDED, Origin::Embedded).unwrap().deploy,
             None
+        );
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(
+            parse_duration("90s"),
+            Ok(std::time::Duration::from_secs(90))
+        );
+        assert_eq!(
+            parse_duration("7d"),
+            Ok(std::time::Duration::from_secs(604_800))
+        );
+        assert_eq!(
+            parse_duration("2w"),
+            Ok(std::time::Duration::from_secs(1_209_600))
+        );
+        for bad in ["", "7", "d", "7y", "-1d", "99999999999999999999d"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+        let c = parse("reuse = false\nreuse_max_age = \"12h\"\n[[image]]\nname = \"app\"\n[[image]]\nname = \"web\"\nreuse = true\n").unwrap();
+        assert_eq!(c.reuse_max_age, std::time::Duration::from_secs(43_200));
+        assert_eq!((c.images[0].reuse, c.images[1].reuse), (false, true));
+        assert_eq!(
+            parse("[[image]]\nname = \"app\"\n").unwrap().reuse_max_age,
+            DEFAULT_REUSE_MAX_AGE
         );
     }
 

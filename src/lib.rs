@@ -83,12 +83,16 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             };
             printer.result(&run_steps(&cli.global, &images, &request)?)
         }
-        Command::Push { images, push } => {
+        Command::Push {
+            images,
+            push,
+            dry_run,
+        } => {
             let request = commands::Request {
                 steps: pipeline::Steps::Push,
                 build: None,
                 push: Some(&push),
-                dry_run: false,
+                dry_run,
             };
             printer.result(&run_steps(&cli.global, &images, &request)?)
         }

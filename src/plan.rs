@@ -213,6 +213,12 @@ pub fn platform_suffix(platform: &str) -> String {
     }
 }
 
+/// The build arg through which a dependency reaches an image: `base` → `BASE_IMAGE`,
+/// `app-base` → `APP_BASE_IMAGE`.
+pub fn dependency_arg(name: &str) -> String {
+    format!("{}_IMAGE", name.to_ascii_uppercase().replace('-', "_"))
+}
+
 /// The platform an image without one is taken to be when a run is restricted to a platform:
 /// ECS's default CPU architecture (`X86_64`).
 pub const DEFAULT_PLATFORM: &str = "linux/amd64";
@@ -405,11 +411,15 @@ fn plan_image(
     }
 }
 
-/// `ecrship plan`'s result: the plan and the artifact it would write.
+/// `ecrship plan`'s result: the plan, the order images build in, and the artifact it would
+/// write.
 #[derive(Debug, Serialize)]
 pub struct PlanReport<'a> {
     #[serde(flatten)]
     pub plan: &'a Plan,
+    /// The images in build order: each group builds at once, after the groups before it
+    /// (`depends_on`).
+    pub order: Vec<Vec<String>>,
     /// The exact bytes of the imagedefinitions.json a run would write.
     pub imagedefinitions_json: serde_json::Value,
 }
@@ -419,9 +429,36 @@ impl<'a> PlanReport<'a> {
         let text = plan.image_definitions(|i| &i.uri);
         PlanReport {
             plan,
+            order: build_order(plan),
             imagedefinitions_json: serde_json::from_str(&text).unwrap_or_default(),
         }
     }
+}
+
+/// The images in groups: the first group depends on nothing of this plan, each later group
+/// only on images of the groups before it. (The config has no cycles: it was checked.)
+pub fn build_order(plan: &Plan) -> Vec<Vec<String>> {
+    let mut placed: Vec<&str> = Vec::new();
+    let mut order = Vec::new();
+    while placed.len() < plan.images.len() {
+        let group: Vec<&str> = plan
+            .images
+            .iter()
+            .filter(|i| !placed.contains(&i.name.as_str()))
+            .filter(|i| {
+                i.depends_on.iter().all(|d| {
+                    placed.contains(&d.as_str()) || !plan.images.iter().any(|o| &o.name == d)
+                })
+            })
+            .map(|i| i.name.as_str())
+            .collect();
+        if group.is_empty() {
+            break;
+        }
+        placed.extend(&group);
+        order.push(group.into_iter().map(str::to_owned).collect());
+    }
+    order
 }
 
 impl fmt::Display for PlanReport<'_> {
@@ -433,6 +470,13 @@ impl fmt::Display for PlanReport<'_> {
             "registry  {} ({})",
             plan.registry.host, plan.registry.source
         )?;
+        if let Some(platform) = &plan.only_platform {
+            writeln!(f, "platform  {platform} only")?;
+        }
+        if self.order.len() > 1 {
+            let groups: Vec<String> = self.order.iter().map(|g| g.join(", ")).collect();
+            writeln!(f, "order     {}", groups.join(" -> "))?;
+        }
         for image in &plan.images {
             writeln!(f)?;
             writeln!(f, "{}", image.name)?;
@@ -444,6 +488,22 @@ impl fmt::Display for PlanReport<'_> {
             }
             if let Some(platform) = &image.platform {
                 writeln!(f, "  platform    {platform}")?;
+            }
+            if !image.platforms.is_empty() {
+                writeln!(f, "  platforms   {}", image.platforms.join(", "))?;
+            }
+            if !image.depends_on.is_empty() {
+                let args: Vec<String> = image
+                    .depends_on
+                    .iter()
+                    .map(|d| {
+                        format!(
+                            "{d} (as {}_IMAGE)",
+                            d.to_ascii_uppercase().replace('-', "_")
+                        )
+                    })
+                    .collect();
+                writeln!(f, "  depends on  {}", args.join(", "))?;
             }
             let list = |m: &BTreeMap<String, Source>| {
                 m.iter()
@@ -457,19 +517,50 @@ impl fmt::Display for PlanReport<'_> {
             if !image.secrets.is_empty() {
                 writeln!(f, "  secrets     {}", list(&image.secrets))?;
             }
-            for (i, uri) in std::iter::once(&image.uri)
-                .chain(&image.extra_uris)
-                .enumerate()
-            {
+            if !image.reuse {
+                writeln!(f, "  reuse       no (always built)")?;
+            }
+            let mut pushes: Vec<&str> = Vec::new();
+            for build in &image.builds {
+                pushes.push(&build.uri);
+                pushes.extend(build.extra_uris.iter().map(String::as_str));
+            }
+            if !image.platforms.is_empty() && plan.only_platform.is_none() {
+                pushes.push(&image.uri);
+                pushes.extend(image.extra_uris.iter().map(String::as_str));
+            }
+            for build in &image.builds {
+                pushes.extend(build.cache.iter().map(|c| c.uri.as_str()));
+            }
+            if pushes.is_empty() {
+                writeln!(f, "  push        nothing (not built for this platform)")?;
+            }
+            for (i, uri) in pushes.iter().enumerate() {
+                let note = if !image.platforms.is_empty() && image.uri == **uri {
+                    " (manifest list)"
+                } else {
+                    ""
+                };
                 writeln!(
                     f,
-                    "  {}  {uri}",
+                    "  {}  {uri}{note}",
                     if i == 0 { "push      " } else { "          " }
                 )?;
             }
+            if !image.deploy {
+                writeln!(f, "  deploy      no (left out of the artifacts)")?;
+            }
         }
         writeln!(f)?;
-        writeln!(f, "{} would be:", plan.imagedefinitions)?;
+        if plan.only_platform.is_some() {
+            writeln!(
+                f,
+                "{} is not written by a run restricted to one platform: `ecrship manifest` writes it:",
+                plan.imagedefinitions
+            )?;
+        } else {
+            writeln!(f, "{} would be:", plan.imagedefinitions)?;
+        }
         f.write_str(&plan.image_definitions(|i| &i.uri))
     }
 }
@@ -597,5 +688,86 @@ mod tests {
             assert!(out.contains("/p/B"), "{out}");
         }
         assert!(text.contains("A (literal), B (ssm /p/B)"), "{text}");
+    }
+
+    fn plan_of(text: &str, only: Option<&str>) -> Plan {
+        let config = Config::parse(text, Origin::Embedded).unwrap();
+        let images: Vec<&Image> = config.images.iter().collect();
+        let tag = Tag {
+            value: "t1".into(),
+            source: TagSource::Fallback,
+        };
+        let registry = Registry {
+            host: "r".into(),
+            source: RegistrySource::Config,
+        };
+        Plan::new(&config, &images, tag, registry, only)
+    }
+
+    #[test]
+    fn dependencies_order_the_build_and_name_an_arg() {
+        let plan = plan_of(
+            "[[image]]\nname = \"app\"\ndepends_on = [\"app-base\"]\n\
+             [[image]]\nname = \"worker\"\ndepends_on = [\"app-base\"]\n\
+             [[image]]\nname = \"app-base\"\ndeploy = false\n[[image]]\nname = \"web\"\n",
+            None,
+        );
+        assert_eq!(
+            build_order(&plan),
+            [vec!["app-base", "web"], vec!["app", "worker"]]
+        );
+        assert_eq!(dependency_arg("app-base"), "APP_BASE_IMAGE");
+        assert_eq!(dependency_arg("base"), "BASE_IMAGE");
+        let text = PlanReport::new(&plan).to_string();
+        assert!(
+            text.contains("order     app-base, web -> app, worker"),
+            "{text}"
+        );
+        assert!(
+            text.contains("depends on  app-base (as APP_BASE_IMAGE)"),
+            "{text}"
+        );
+        assert!(text.contains("deploy      no"), "{text}");
+        // app-base is built and pushed, but not deployed.
+        let deployed: Vec<&str> = plan.deployed().map(|i| i.name.as_str()).collect();
+        assert_eq!(deployed, ["app", "worker", "web"]);
+        assert!(!plan.image_definitions(|i| &i.uri).contains("app-base"));
+    }
+
+    #[test]
+    fn platforms_get_a_build_each_and_a_run_may_take_one() {
+        let text = "[tag]\nextra = [\"latest\"]\n\
+                    [[image]]\nname = \"app\"\nplatforms = [\"linux/amd64\", \"linux/arm64\", \"linux/arm/v7\"]\ncache_stages = [\"deps\"]\n\
+                    [[image]]\nname = \"web\"\nextra_tags = [\"stable\"]\n\
+                    [[image]]\nname = \"log\"\nplatform = \"linux/arm64\"\n";
+        let plan = plan_of(text, None);
+        let app = &plan.images[0];
+        let tags: Vec<&str> = app.builds.iter().map(|b| b.tag.as_str()).collect();
+        assert_eq!(tags, ["t1-amd64", "t1-arm64", "t1-arm-v7"]);
+        assert_eq!(app.builds[1].uri, "r/app:t1-arm64");
+        assert_eq!(app.builds[1].cache[0].uri, "r/app:cache-deps-arm64");
+        assert!(app.builds.iter().all(|b| b.extra_uris.is_empty()));
+        assert_eq!(app.uri, "r/app:t1");
+        assert_eq!(app.extra_uris, ["r/app:latest"]);
+        let web = &plan.images[1];
+        assert_eq!(web.extra_tags, ["latest", "stable"]);
+        assert_eq!(
+            web.builds[0].local_tags,
+            ["web:t1", "web:latest", "web:stable"]
+        );
+
+        // One platform: app's arm64 image and the images of that platform only.
+        let arm = plan_of(text, Some("linux/arm64"));
+        let builds: Vec<(&str, usize)> = arm
+            .images
+            .iter()
+            .map(|i| (i.name.as_str(), i.builds.len()))
+            .collect();
+        assert_eq!(builds, [("app", 1), ("web", 0), ("log", 1)]);
+        assert_eq!(arm.images[0].builds[0].tag, "t1-arm64");
+        let amd = plan_of(text, Some("linux/amd64"));
+        let builds: Vec<usize> = amd.images.iter().map(|i| i.builds.len()).collect();
+        assert_eq!(builds, [1, 1, 0]);
+        assert_eq!(platform_suffix("linux/arm/v7"), "arm-v7");
     }
 }

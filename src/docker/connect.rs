@@ -44,9 +44,18 @@ impl Daemon {
                 version: version.to_string(),
             });
         }
-        tracing::debug!(%address, api = %version, "connected to the Docker daemon");
+        let platform = match docker.version().await {
+            Ok(v) => format!(
+                "{}/{}",
+                v.os.unwrap_or_else(|| "linux".into()),
+                v.arch.unwrap_or_else(|| "amd64".into())
+            ),
+            Err(e) => return Err(unreachable(error_chain(&e))),
+        };
+        tracing::debug!(%address, api = %version, %platform, "connected to the Docker daemon");
         let tls = std::env::var_os("DOCKER_TLS_VERIFY").is_some_and(|v| !v.is_empty());
         Ok(Daemon {
+            platform,
             streaming: docker.clone().with_timeout(STREAM_TIMEOUT),
             docker: docker.with_timeout(CALL_TIMEOUT),
             endpoint: Endpoint::parse(&address, tls),
@@ -58,6 +67,11 @@ impl Daemon {
     /// The daemon's address, as `DOCKER_HOST` gives it.
     pub fn address(&self) -> &str {
         &self.address
+    }
+
+    /// The daemon's own platform, `os/arch`.
+    pub fn platform(&self) -> &str {
+        &self.platform
     }
 
     /// Whether ecrship reaches the daemon itself (`unix://` or plain `tcp://`), and so can

@@ -232,6 +232,8 @@ pub struct Daemon {
     api: String,
     /// How to reach the daemon without bollard; `None` over TLS or ssh.
     endpoint: Option<Endpoint>,
+    /// The daemon's own platform, `os/arch` (`linux/amd64`).
+    platform: String,
 }
 
 #[cfg(test)]

@@ -481,7 +481,7 @@ impl Run<'_> {
                 ));
             };
             deps.push(Dependency {
-                arg: prepare::dependency_arg(name),
+                arg: crate::plan::dependency_arg(name),
                 local_name: dep.build.local_name().to_owned(),
                 inputs: done.inputs.clone(),
                 reused: done.reused.as_ref().map(|found| {
@@ -564,6 +564,24 @@ impl Run<'_> {
         }
         let mut labels = job.labels.clone();
         labels.push(prepare::inputs_label(inputs));
+        // The classic builder's cache (Docker 20.10) matches steps without their platform: after
+        // an arm64 build, an amd64 build of the same steps can get the arm64 image. A classic
+        // build of another platform than the daemon's, or of a multi-platform image, takes no
+        // cache.
+        let cross = self.options.builder == Builder::Classic
+            && (!image.platforms.is_empty()
+                || build
+                    .platform
+                    .as_deref()
+                    .is_some_and(|p| !p.starts_with(self.env.daemon.platform())));
+        if cross {
+            tracing::info!(
+                "[{}] classic builder: no build cache for {} on a {} daemon",
+                image.name,
+                build.platform.as_deref().unwrap_or_default(),
+                self.env.daemon.platform()
+            );
+        }
         BuildRequest {
             tags: build.local_tags.clone(),
             dockerfile: job.context.dockerfile_name().to_owned(),
@@ -572,7 +590,7 @@ impl Run<'_> {
             target: image.target.clone(),
             platform: build.platform.clone(),
             builder: self.options.builder,
-            no_cache: self.options.no_cache,
+            no_cache: self.options.no_cache || cross,
             pull: self.options.pull,
             secrets: job.secrets.clone(),
             cache_from,
@@ -784,6 +802,67 @@ async fn push_built(plan: &Plan, options: &Options, env: &Env<'_>) -> Result<Sum
             row.uri = uri;
         }
     }
+    Ok(summary)
+}
+
+/// `push --dry-run`: what a push would do, from the local images and `build`'s decisions; no
+/// login, no registry, nothing written.
+pub async fn push_dry_run(root: &Path, plan: &Plan, daemon: &Daemon) -> Result<Summary, Error> {
+    let state = state::State::read_for(root, &plan.tag.value, None);
+    let mut summary = Summary {
+        tag: plan.tag.value.clone(),
+        ..Summary::default()
+    };
+    for unit in units(plan) {
+        let mut row = ImageSummary::new(
+            unit.image.name.clone(),
+            unit.build.platform.clone(),
+            unit.build.local_name().to_owned(),
+            unit.build.uri.clone(),
+        );
+        match state.builds.get(&unit.label()) {
+            Some(state::Decision::Reused { from, digest, .. }) => {
+                row.action = Some(Action::Reused);
+                row.reused_from = Some(ReusedFrom {
+                    tag: from.clone(),
+                    digest: digest.clone(),
+                });
+            }
+            _ => match daemon.inspect(unit.build.local_name()).await? {
+                Some(info) => {
+                    row.action = Some(Action::Built);
+                    row.image_id = Some(info.id);
+                    row.size = Some(info.size);
+                }
+                None => {
+                    return Err(Error::Failed(format!(
+                        "image {} is not built here; run `ecrship build` first",
+                        unit.build.local_name()
+                    )));
+                }
+            },
+        }
+        row.would_push.push(unit.build.uri.clone());
+        row.would_push.extend(unit.build.extra_uris.iter().cloned());
+        for stage in &unit.build.cache {
+            if daemon.inspect(&stage.local_name).await?.is_some() {
+                row.would_push.push(stage.uri.clone());
+            }
+        }
+        summary.images.push(row);
+    }
+    if plan.only_platform.is_none() {
+        for image in plan.images.iter().filter(|i| !i.platforms.is_empty()) {
+            summary.lists.push(ListSummary {
+                name: image.name.clone(),
+                uri: image.uri.clone(),
+                digest: "(not joined in a dry-run)".into(),
+                media_type: String::new(),
+                platforms: image.platforms.clone(),
+            });
+        }
+    }
+    tracing::info!("dry-run: nothing was pushed and no artifact was written");
     Ok(summary)
 }
 

@@ -141,12 +141,6 @@ pub fn inputs_digest(
     .digest()
 }
 
-/// The build arg through which a dependency reaches an image: `base` → `BASE_IMAGE`,
-/// `app-base` → `APP_BASE_IMAGE`.
-pub fn dependency_arg(name: &str) -> String {
-    format!("{}_IMAGE", name.to_ascii_uppercase().replace('-', "_"))
-}
-
 /// The values of one image's build args or secrets (`kind`), from their sources. An unset
 /// required variable or an unreadable file is bad input; an optional variable that is unset and,
 /// in a dry-run, an SSM parameter are left out.
@@ -322,12 +316,5 @@ mod tests {
         assert_eq!(at(0), "1970-01-01T00:00:00Z");
         assert_eq!(at(951_782_400), "2000-02-29T00:00:00Z");
         assert_eq!(at(1_798_761_599), "2026-12-31T23:59:59Z");
-    }
-
-    #[test]
-    fn dependency_args_are_upper_snake() {
-        assert_eq!(dependency_arg("base"), "BASE_IMAGE");
-        assert_eq!(dependency_arg("app-base"), "APP_BASE_IMAGE");
-        assert_eq!(dependency_arg("app_base2"), "APP_BASE2_IMAGE");
     }
 }

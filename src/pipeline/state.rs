@@ -43,15 +43,15 @@ pub enum Decision {
 }
 
 impl State {
-    /// The state `build` left for `tag` and `registry`; empty when there is none, or it is
-    /// for another tag or registry.
-    pub fn read(root: &Path, tag: &str, registry: &str) -> State {
+    /// The state `build` left for `tag` and `registry` (any registry when `None`); empty when
+    /// there is none, or it is for another tag or registry.
+    pub fn read_for(root: &Path, tag: &str, registry: Option<&str>) -> State {
         let path = root.join(FOLDER).join(FILE);
         let Ok(text) = std::fs::read_to_string(&path) else {
             return State::default();
         };
         match serde_json::from_str::<State>(&text) {
-            Ok(state) if state.tag == tag && state.registry == registry => state,
+            Ok(state) if state.tag == tag && registry.is_none_or(|r| r == state.registry) => state,
             Ok(_) => {
                 tracing::debug!("{} is for another tag or registry; ignored", path.display());
                 State::default()
@@ -61,6 +61,11 @@ impl State {
                 State::default()
             }
         }
+    }
+
+    /// The state `build` left for `tag` and `registry`.
+    pub fn read(root: &Path, tag: &str, registry: &str) -> State {
+        State::read_for(root, tag, Some(registry))
     }
 
     /// Adds this run's decisions to what is there for the same tag and registry, and writes it.

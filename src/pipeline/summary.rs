@@ -71,6 +71,9 @@ pub struct ImageSummary {
     pub digest: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub push_seconds: Option<f64>,
+    /// What a `push --dry-run` would push for it, in order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub would_push: Vec<String>,
 }
 
 /// A manifest list joining the platforms of one image.
@@ -98,6 +101,7 @@ impl ImageSummary {
             build_seconds: None,
             digest: None,
             push_seconds: None,
+            would_push: Vec::new(),
         }
     }
 }
@@ -170,6 +174,14 @@ impl fmt::Display for Summary {
                 .map(|(cell, w)| format!("{cell:<w$}"))
                 .collect();
             writeln!(f, "{}", line.join("  ").trim_end())?;
+        }
+        for image in self.images.iter().filter(|i| !i.would_push.is_empty()) {
+            writeln!(
+                f,
+                "{} would push {}",
+                image.name,
+                image.would_push.join(", ")
+            )?;
         }
         for list in &self.lists {
             writeln!(
