@@ -20,7 +20,11 @@ impl Daemon {
         platform: Option<&str>,
         credentials: Option<&Credentials>,
     ) -> Result<bool, DockerError> {
-        let (repo, tag) = split_reference(reference);
+        // `repo@sha256:...` pulls by digest: the API takes the digest as the tag.
+        let (repo, tag) = match reference.split_once('@') {
+            Some((repo, digest)) => (repo, digest),
+            None => split_reference(reference),
+        };
         let registry = super::connect::registry_of(repo);
         let auth = credentials
             .filter(|c| c.is_for(registry))
