@@ -18,14 +18,17 @@
 //! Dockerfile when the `.dockerignore` in the tar excludes them (moby
 //! `builder/remotecontext/detect.go`, `removeDockerfile`).
 //!
-//! [`Builder::BuildKit`] gets the same walk, but BuildKit applies no ignore rules to an
-//! uploaded tar and removes nothing, so what the classic daemon would have removed is left
-//! out here: `.dockerignore` when its own patterns exclude it, and the Dockerfile when the
+//! [`Builder::BuildKit`] normally gets no tar at all: the daemon syncs the context through the
+//! build's session, walked as buildx walks it ([`sync`], [`prepare_sync`]). Only where ecrship
+//! cannot serve a session (a daemon over TLS or ssh) does BuildKit get a tar: the same walk as
+//! the classic one, but BuildKit applies no ignore rules to an uploaded tar and removes nothing,
+//! so what the classic daemon would have removed is left out here: `.dockerignore` when its own patterns exclude it, and the Dockerfile when the
 //! patterns exclude it. BuildKit still has to read the Dockerfile, so in that case, and when
-//! it lies outside the folder, it is sent as `.dockerfile.<20 hex>`. **Known limit:** that
-//! one generated file is visible to `COPY .` under BuildKit (the classic daemon deletes it);
-//! the Docker Engine API takes the Dockerfile only from the uploaded context, so there is no
-//! cleaner place for it. Folders the classic daemon would have left behind empty after
+//! it lies outside the folder, it is sent as `.dockerfile.<20 hex>`, the hex made from its
+//! bytes (the CLI's are random; the same Dockerfile keeps the same name, so the context stays the
+//! same). **Known limit of the tar path:** that one file is visible to `COPY .` under BuildKit
+//! (the classic daemon deletes it); an uploaded context is the only place the Engine API takes
+//! the Dockerfile from. Folders the classic daemon would have left behind empty after
 //! removing an excluded Dockerfile are sent as folder entries (mode 0755), as the daemon
 //! creates them when it unpacks the tar.
 

@@ -6,14 +6,16 @@
 //! and, for a build, shows the tail of the log.
 //!
 //! The pieces: `connect` negotiates with `DOCKER_HOST` and makes the short calls (tag, inspect);
-//! `build` sends `POST /build` and reads its answer, handing BuildKit builds that need a session
-//! to `buildkit`, which reaches the daemon through `endpoint` and serves `session` beside the
-//! build; `progress` turns both builders' output into plain lines; `push` pushes with retries.
+//! `build` sends `POST /build` and reads its answer, handing BuildKit builds to `buildkit`, which
+//! reaches the daemon through `endpoint` and serves `session` beside the build; `progress` turns
+//! both builders' output into plain lines; `push` pushes with retries; `pull` pulls.
 //!
 //! # Builders
 //!
-//! Both builders take the context as a tar stream in the body of `POST /build`, sent as it is
-//! produced (chunked), so memory stays flat whatever the context's size.
+//! A build's context reaches the daemon one of two ways ([`BuildContext`]): as a tar stream in
+//! the body of `POST /build`, sent as it is produced (chunked), or through the build's BuildKit
+//! session, which the daemon asks for the files it needs (`remote=client-session`). Either way
+//! memory stays flat whatever the context's size.
 //!
 //! - Classic (`version=1`), through bollard: the daemon streams `{"stream":"Step 1/3 : ..."}`
 //!   text, which is split into lines. It cannot mount secrets: a request with secrets is refused
@@ -30,13 +32,15 @@
 //! BuildKit build this module makes both requests itself, each on its own connection to the
 //! daemon (`DOCKER_HOST` as `unix://` or plain `tcp://`): first `POST /session`, whose `101`
 //! answer registers the session before the build can ask for it, then
-//! `POST /build?version=2&session=<id>` with the streamed tar. The JSON messages of the answer are
-//! decoded with bollard's `BuildInfo`, as for the classic builder. Secret values travel only as
+//! `POST /build?version=2&session=<id>&remote=client-session`: the session serves the context and
+//! the Dockerfile's folder, the secrets, and the push registry's credentials. The JSON messages
+//! of the answer are decoded with bollard's `BuildInfo`, as for the classic builder. Secret values travel only as
 //! gRPC answers on the session's connection: never in the URL, a build arg, the image's history
 //! or layers (BuildKit mounts them in a tmpfs for the one step), nor any log line.
 //!
-//! Over TLS (`https://`, `DOCKER_TLS_VERIFY`) or ssh, a BuildKit build without secrets goes
-//! through bollard's `build_image` (and its session); one with secrets fails with a message.
+//! Over TLS (`https://`, `DOCKER_TLS_VERIFY`) or ssh, where ecrship cannot serve a session, a
+//! BuildKit build without secrets goes through bollard's `build_image` with the context as a tar
+//! (and bollard's session); one with secrets fails with a message.
 //!
 //! # Cancellation
 //!
