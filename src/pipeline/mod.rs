@@ -113,6 +113,50 @@ impl Unit<'_> {
     }
 }
 
+impl Unit<'_> {
+    /// The unit's summary row, before anything is known of it.
+    fn row(&self) -> ImageSummary {
+        ImageSummary::new(
+            self.image.name.clone(),
+            self.build.platform.clone(),
+            self.build.local_name().to_owned(),
+            self.build.uri.clone(),
+        )
+    }
+}
+
+/// The summary of what `units` came to (`done`, in the same order).
+fn summary_of(plan: &Plan, units: &[Unit<'_>], done: &[Arc<Done>]) -> Summary {
+    let images = units
+        .iter()
+        .zip(done)
+        .map(|(unit, done)| {
+            let mut row = unit.row();
+            row.action = Some(done.action);
+            row.inputs = (!done.inputs.is_empty()).then(|| done.inputs.clone());
+            if let Some(found) = &done.reused {
+                row.reused_from = Some(ReusedFrom {
+                    tag: found.tag.clone(),
+                    digest: found.manifest.digest.clone(),
+                });
+            }
+            if let Some(built) = &done.built {
+                row.image_id = Some(built.image_id.clone());
+                row.size = Some(built.size);
+                row.build_seconds = Some(built.seconds);
+            }
+            row.digest.clone_from(&done.digest);
+            row.push_seconds = done.push_seconds;
+            row
+        })
+        .collect();
+    Summary {
+        tag: plan.tag.value.clone(),
+        images,
+        ..Summary::default()
+    }
+}
+
 /// The builds of the plan, every image after the images it depends on (then in plan order).
 fn units(plan: &Plan) -> Vec<Unit<'_>> {
     let mut ordered: Vec<&PlannedImage> = Vec::with_capacity(plan.images.len());
@@ -149,7 +193,10 @@ struct Done {
     action: Action,
     /// The registry's image it reused.
     reused: Option<reuse::Found>,
+    /// What its build here produced.
     built: Option<build::Built>,
+    /// The cache stages' local images (built now, or by an earlier `build`), to push.
+    cache: Vec<(crate::plan::CacheImage, String)>,
     /// Pushed under its own tag: the digest, and when.
     digest: Option<String>,
     push_seconds: Option<f64>,
@@ -175,16 +222,13 @@ async fn build_all(plan: &Plan, options: &Options, env: &Env<'_>) -> Result<Summ
         .iter()
         .map(|_| watch::channel(None::<Arc<Done>>))
         .unzip();
-    let started = Instant::now();
     let run = Run {
-        plan,
         options,
         env,
         units: &units,
         receivers: &receivers,
         pushing,
         reuse: no_reuse.is_none(),
-        started,
     };
     for unit in &units {
         env.view.state(&unit.label(), State::Waiting);
@@ -215,7 +259,7 @@ async fn build_all(plan: &Plan, options: &Options, env: &Env<'_>) -> Result<Summ
         .await?;
     let done: Vec<Arc<Done>> = done_sorted(done).into_iter().map(|(_, d)| d).collect();
 
-    let mut summary = run.summary(&done);
+    let mut summary = summary_of(plan, &units, &done);
     summary.reuse_skipped = no_reuse;
     if pushing {
         let target = env
@@ -283,14 +327,12 @@ fn why_no_reuse(options: &Options, env: &Env<'_>) -> Option<String> {
 
 /// The shared state of one `build_all`.
 struct Run<'a> {
-    plan: &'a Plan,
     options: &'a Options,
     env: &'a Env<'a>,
     units: &'a [Unit<'a>],
     receivers: &'a [watch::Receiver<Option<Arc<Done>>>],
     pushing: bool,
     reuse: bool,
-    started: Instant,
 }
 
 /// What a unit needs of one image it depends on.
@@ -363,14 +405,16 @@ impl Run<'_> {
                         action: Action::Reused,
                         reused: None,
                         built: None,
+                        cache: Vec::new(),
                         digest: Some(found.manifest.digest.clone()),
                         push_seconds: None,
                     };
                     if self.pushing {
                         view.state(&label, State::Pushing);
+                        let started = Instant::now();
                         push::put_tag(&target.registry, image, &build.tag, &found.manifest).await?;
                         view.line(&label, &format!("tagged {}", build.uri));
-                        done.push_seconds = Some(self.started.elapsed().as_secs_f64());
+                        done.push_seconds = Some(started.elapsed().as_secs_f64());
                     }
                     done.reused = Some(found);
                     return Ok(done);
@@ -410,6 +454,7 @@ impl Run<'_> {
             action: Action::Built,
             reused: None,
             built: None,
+            cache: built.cache.clone(),
             digest: None,
             push_seconds: None,
         };
@@ -419,7 +464,7 @@ impl Run<'_> {
                 .target
                 .ok_or_else(|| Error::Failed("internal: a push without a registry".into()))?;
             view.state(&label, State::Pushing);
-            let digest = push::push_local(
+            let (digest, seconds) = push::push_local(
                 self.env.daemon,
                 target,
                 image,
@@ -429,11 +474,6 @@ impl Run<'_> {
                 view,
             )
             .await?;
-            let seconds = self.started.elapsed().as_secs_f64();
-            view.line(
-                &label,
-                &format!("pushed {} ({digest}) in {seconds:.1}s", build.uri),
-            );
             done.digest = Some(digest);
             done.push_seconds = Some(seconds);
         }
@@ -621,44 +661,6 @@ impl Run<'_> {
             }
         }
     }
-
-    /// The summary rows of the run, one per unit.
-    fn summary(&self, done: &[Arc<Done>]) -> Summary {
-        let images = self
-            .units
-            .iter()
-            .zip(done)
-            .map(|(unit, done)| {
-                let mut row = ImageSummary::new(
-                    unit.image.name.clone(),
-                    unit.build.platform.clone(),
-                    unit.build.local_name().to_owned(),
-                    unit.build.uri.clone(),
-                );
-                row.action = Some(done.action);
-                row.inputs = Some(done.inputs.clone());
-                if let Some(found) = &done.reused {
-                    row.reused_from = Some(ReusedFrom {
-                        tag: found.tag.clone(),
-                        digest: found.manifest.digest.clone(),
-                    });
-                }
-                if let Some(built) = &done.built {
-                    row.image_id = Some(built.image_id.clone());
-                    row.size = Some(built.size);
-                    row.build_seconds = Some(built.seconds);
-                }
-                row.digest.clone_from(&done.digest);
-                row.push_seconds = done.push_seconds;
-                row
-            })
-            .collect();
-        Summary {
-            tag: self.plan.tag.value.clone(),
-            images,
-            ..Summary::default()
-        }
-    }
 }
 
 /// `push`: push what `build` left here (or retag what it reused), then finish.
@@ -692,7 +694,6 @@ async fn push_built(plan: &Plan, options: &Options, env: &Env<'_>) -> Result<Sum
         };
         sources.push(source);
     }
-    let started = Instant::now();
     let view = env.view;
     let done: Vec<(usize, Arc<Done>)> = stream::iter(units.iter().zip(sources))
         .map(|(unit, source)| async move {
@@ -701,7 +702,7 @@ async fn push_built(plan: &Plan, options: &Options, env: &Env<'_>) -> Result<Sum
             let result = async {
                 match source {
                     Source::Local(id) => {
-                        let digest = push::push_local(
+                        let (digest, seconds) = push::push_local(
                             env.daemon,
                             target,
                             unit.image,
@@ -711,11 +712,6 @@ async fn push_built(plan: &Plan, options: &Options, env: &Env<'_>) -> Result<Sum
                             view,
                         )
                         .await?;
-                        let seconds = started.elapsed().as_secs_f64();
-                        view.line(
-                            &label,
-                            &format!("pushed {} ({digest}) in {seconds:.1}s", unit.build.uri),
-                        );
                         let mut cache = Vec::new();
                         for stage in &unit.build.cache {
                             if let Some(info) = env.daemon.inspect(&stage.local_name).await? {
@@ -726,17 +722,14 @@ async fn push_built(plan: &Plan, options: &Options, env: &Env<'_>) -> Result<Sum
                             inputs: String::new(),
                             action: Action::Built,
                             reused: None,
-                            built: Some(build::Built {
-                                image_id: id,
-                                size: 0,
-                                seconds: 0.0,
-                                cache,
-                            }),
+                            built: None,
+                            cache,
                             digest: Some(digest),
                             push_seconds: Some(seconds),
                         })
                     }
                     Source::Registry(manifest, from) => {
+                        let started = Instant::now();
                         push::put_tag(&target.registry, unit.image, &unit.build.tag, &manifest)
                             .await?;
                         view.line(
@@ -746,6 +739,7 @@ async fn push_built(plan: &Plan, options: &Options, env: &Env<'_>) -> Result<Sum
                         Ok(Done {
                             inputs: String::new(),
                             action: Action::Reused,
+                            cache: Vec::new(),
                             digest: Some(manifest.digest.clone()),
                             push_seconds: Some(started.elapsed().as_secs_f64()),
                             reused: Some(reuse::Found {
@@ -772,28 +766,7 @@ async fn push_built(plan: &Plan, options: &Options, env: &Env<'_>) -> Result<Sum
         .try_collect()
         .await?;
     let done: Vec<Arc<Done>> = done_sorted(done).into_iter().map(|(_, d)| d).collect();
-    let mut summary = Summary {
-        tag: plan.tag.value.clone(),
-        ..Summary::default()
-    };
-    for (unit, done) in units.iter().zip(&done) {
-        let mut row = ImageSummary::new(
-            unit.image.name.clone(),
-            unit.build.platform.clone(),
-            unit.build.local_name().to_owned(),
-            unit.build.uri.clone(),
-        );
-        row.action = Some(done.action);
-        if let Some(found) = &done.reused {
-            row.reused_from = Some(ReusedFrom {
-                tag: found.tag.clone(),
-                digest: found.manifest.digest.clone(),
-            });
-        }
-        row.digest.clone_from(&done.digest);
-        row.push_seconds = done.push_seconds;
-        summary.images.push(row);
-    }
+    let mut summary = summary_of(plan, &units, &done);
     let finished = finish(plan, options, env, target, &units, &done).await?;
     summary.lists = finished.lists;
     summary.artifacts = finished.artifacts;
@@ -814,12 +787,7 @@ pub async fn push_dry_run(root: &Path, plan: &Plan, daemon: &Daemon) -> Result<S
         ..Summary::default()
     };
     for unit in units(plan) {
-        let mut row = ImageSummary::new(
-            unit.image.name.clone(),
-            unit.build.platform.clone(),
-            unit.build.local_name().to_owned(),
-            unit.build.uri.clone(),
-        );
+        let mut row = unit.row();
         match state.builds.get(&unit.label()) {
             Some(state::Decision::Reused { from, digest, .. }) => {
                 row.action = Some(Action::Reused);
@@ -916,9 +884,8 @@ async fn finish(
         .await?;
 
     let cache = units.iter().zip(done).flat_map(|(unit, done)| {
-        done.built
+        done.cache
             .iter()
-            .flat_map(|b| b.cache.iter())
             .map(move |(stage, id)| (*unit, stage.clone(), id.clone()))
     });
     stream::iter(cache)

@@ -7,7 +7,9 @@
 //! failure that says so; a cache tag that cannot move is left where it is, with a warning: the
 //! next run then starts from an older cache, which is slower but never wrong.
 
-use crate::docker::{Credentials, Daemon};
+use std::time::Instant;
+
+use crate::docker::{Credentials, Daemon, DockerError};
 use crate::error::Error;
 use crate::plan::PlannedImage;
 use crate::registry::{Manifest, Registry};
@@ -25,7 +27,8 @@ pub struct Target {
     pub ecr: Option<aws_config::SdkConfig>,
 }
 
-/// Tags the local image `id` as `uri` and pushes it; returns the digest the registry holds.
+/// Tags the local image `id` as `uri` and pushes it; returns the digest the registry holds and
+/// how long the push took.
 pub async fn push_local(
     daemon: &Daemon,
     target: &Target,
@@ -34,7 +37,34 @@ pub async fn push_local(
     id: &str,
     uri: &str,
     view: &dyn View,
-) -> Result<String, Error> {
+) -> Result<(String, f64), Error> {
+    let started = Instant::now();
+    let tag = uri.rsplit_once(':').map_or("latest", |(_, tag)| tag);
+    let digest = match tag_and_push(daemon, target, image, label, id, uri, view).await? {
+        Ok(digest) => digest,
+        Err(e) if is_immutable_tag(&e.to_string()) => {
+            already_there(target, image, label, tag, id, view)
+                .await
+                .map_err(|e| image_error(image, e))?
+        }
+        Err(e) => return Err(image_error(image, e.into())),
+    };
+    let seconds = started.elapsed().as_secs_f64();
+    view.line(label, &format!("pushed {uri} ({digest}) in {seconds:.1}s"));
+    Ok((digest, seconds))
+}
+
+/// Tags the local image `id` as `uri` and has the daemon push it: the daemon's own failure is
+/// the inner error, for the caller to judge.
+async fn tag_and_push(
+    daemon: &Daemon,
+    target: &Target,
+    image: &PlannedImage,
+    label: &str,
+    id: &str,
+    uri: &str,
+    view: &dyn View,
+) -> Result<Result<String, DockerError>, Error> {
     let (repo, tag) = uri.rsplit_once(':').unwrap_or((uri, "latest"));
     daemon
         .tag(id, repo, tag)
@@ -42,18 +72,9 @@ pub async fn push_local(
         .map_err(|e| image_error(image, e.into()))?;
     view.line(label, &format!("pushing {uri}"));
     let mut on_line = |line: &str| view.line(label, line);
-    match daemon
+    Ok(daemon
         .push(repo, tag, &target.credentials, &mut on_line)
-        .await
-    {
-        Ok(digest) => Ok(digest),
-        Err(e) if is_immutable_tag(&e.to_string()) => {
-            already_there(target, image, label, tag, id, view)
-                .await
-                .map_err(|e| image_error(image, e))
-        }
-        Err(e) => Err(image_error(image, e.into())),
-    }
+        .await)
 }
 
 /// Puts `manifest` under `tag` in the image's repository.
@@ -110,17 +131,7 @@ pub async fn push_cache(
     uri: &str,
     view: &dyn View,
 ) -> Result<(), Error> {
-    let (repo, tag) = uri.rsplit_once(':').unwrap_or((uri, "latest"));
-    daemon
-        .tag(id, repo, tag)
-        .await
-        .map_err(|e| image_error(image, e.into()))?;
-    view.line(label, &format!("pushing {uri}"));
-    let mut on_line = |line: &str| view.line(label, line);
-    match daemon
-        .push(repo, tag, &target.credentials, &mut on_line)
-        .await
-    {
+    match tag_and_push(daemon, target, image, label, id, uri, view).await? {
         Ok(_) => Ok(()),
         Err(e) if is_immutable_tag(&e.to_string()) => {
             tracing::warn!(

@@ -42,6 +42,22 @@ fn cleanup(ns: &str) {
     }
 }
 
+/// `<name> <action>` of each image of a run's JSON summary, in its order.
+fn actions(out: &crate::harness::Output) -> Vec<String> {
+    out.json()["images"]
+        .as_array()
+        .expect("images")
+        .iter()
+        .map(|i| {
+            format!(
+                "{} {}",
+                i["name"].as_str().unwrap(),
+                i["action"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
 /// The position of the first stderr line that holds `needle`.
 fn line_of(stderr: &str, needle: &str) -> usize {
     stderr
@@ -119,18 +135,7 @@ fn dependents_build_after_their_base_at_the_same_time() {
     std::fs::write(test.path(".git-commit-hash"), "g2\n").unwrap();
     let again = test.run_with(["release", "--output", "json"]);
     again.assert_success();
-    let actions: Vec<String> = again.json()["images"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| {
-            format!(
-                "{} {}",
-                i["name"].as_str().unwrap(),
-                i["action"].as_str().unwrap()
-            )
-        })
-        .collect();
+    let actions = actions(&again);
     assert_eq!(
         actions,
         ["base reused", "app reused", "worker reused"],
@@ -156,18 +161,7 @@ fn a_changed_base_rebuilds_its_dependents_from_the_pulled_base() {
     .unwrap();
     let out = test.run_with(["release", "--output", "json"]);
     out.assert_success();
-    let actions: Vec<String> = out.json()["images"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| {
-            format!(
-                "{} {}",
-                i["name"].as_str().unwrap(),
-                i["action"].as_str().unwrap()
-            )
-        })
-        .collect();
+    let actions = actions(&out);
     assert_eq!(
         actions,
         ["base reused", "app built", "worker reused"],
