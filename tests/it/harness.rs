@@ -208,8 +208,9 @@ impl Test {
     }
 
     /// Runs the binary with `args` on a Docker daemon of its own, started empty for this one
-    /// run and stopped after it (`scripts/engines run local`: the machine's dockerd on its own
-    /// socket, data root and bridge), as a CodeBuild host starts: no image, no build cache.
+    /// run and stopped after it, as a CodeBuild host starts: no image, no build cache. The daemon
+    /// is the engine under test (`ECRSHIP_TEST_ENGINE`), else the machine's dockerd (`local`),
+    /// on its own socket, data root and bridge (`scripts/engines run`).
     pub fn run_on_fresh_daemon<I, S>(&self, args: I) -> Output
     where
         I: IntoIterator<Item = S>,
