@@ -69,6 +69,11 @@ pub struct Global {
     /// Registry host for image URIs, instead of the one ECR reports (`host[:port]`)
     #[arg(long, value_name = "HOST", env = "ECRSHIP_REGISTRY", global = true)]
     pub registry: Option<String>,
+
+    /// How builds and pushes show on stderr: a live line per image (tty) or plain log lines;
+    /// auto is tty when stderr is a terminal and CI is unset
+    #[arg(long, value_enum, env = "ECRSHIP_PROGRESS", global = true, default_value_t = Progress::Auto)]
+    pub progress: Progress,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -82,6 +87,13 @@ pub enum Color {
     Auto,
     Always,
     Never,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Progress {
+    Auto,
+    Tty,
+    Plain,
 }
 
 #[derive(Debug, Subcommand)]

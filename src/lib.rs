@@ -124,7 +124,12 @@ impl Steps<'_> {
             artifacts::check_writable(&root.join(&plan.imagedefinitions))?;
         }
         let env = |name: &str| std::env::var(name).ok();
-        let view = view::Plain;
+        let view = view::choose(
+            global.progress,
+            global.color,
+            global.quiet,
+            plan.images.iter().map(|i| i.name.as_str()),
+        );
         block_on(async {
             let daemon = docker::Daemon::connect().await?;
             let ssm_names = if self.build.is_some() {

@@ -398,7 +398,11 @@ async fn push_one(
         .map_err(|e| image_error(image, e.into()))?;
     view.line(&image.name, &format!("pushing {uri}"));
     let mut on_line = |line: &str| view.line(&image.name, line);
-    match daemon.push(repo, tag, credentials, &mut on_line).await {
+    let mut on_bytes = |done, total| view.push_progress(&image.name, done, total);
+    let pushed = daemon
+        .push_reporting(repo, tag, credentials, &mut on_line, &mut on_bytes)
+        .await;
+    match pushed {
         Ok(digest) => Ok(digest),
         Err(e) if is_immutable_tag(&e.to_string()) => {
             already_there(options.ecr, &plan.registry.host, image, tag, id)
