@@ -488,3 +488,20 @@ fn masks() {
     assert_eq!(mask("a 1.2.3s deadbeef 12s"), "a 1.2.3s deadbeef 12s");
     assert_eq!(strip_escapes("\x1b[2K\x1b[32mdone\x1b[0m 3s"), "done 3s");
 }
+
+#[test]
+fn an_unknown_progress_mode_is_bad_usage() {
+    let out = Test::new().args(["--progress", "fancy", "plan"]).run();
+    out.assert_code(2);
+    assert!(
+        out.stderr
+            .starts_with("error: invalid value 'fancy' for '--progress <PROGRESS>'"),
+        "{out}"
+    );
+    let out = Test::new()
+        .env("ECRSHIP_PROGRESS", "fancy")
+        .args(["plan"])
+        .run();
+    out.assert_code(2);
+    assert!(out.stderr.contains("'fancy'"), "{out}");
+}
