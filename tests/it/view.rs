@@ -213,6 +213,17 @@ fn tty_view_draws_a_line_per_image_and_the_failed_image_log_below_it() {
             .is_some_and(|t| t.ends_with('s') && t.starts_with(|c: char| c.is_ascii_digit())),
         "{run}"
     );
+    // The failed row's last line (the step's error) is longer than the terminal is wide: it is
+    // cut, and the row still ends with its time.
+    let broken = &run.screen[first + 2];
+    assert!(broken.contains(" ERROR: "), "{run}");
+    assert!(!broken.contains("exit code: 3"), "{run}");
+    assert!(
+        row(2)
+            .last()
+            .is_some_and(|t| t.ends_with('s') && t.starts_with(|c: char| c.is_ascii_digit())),
+        "{run}"
+    );
     // No row is drawn twice (a torn block).
     for name in ["first ", "second ", "broken "] {
         let count = run.screen.iter().filter(|l| l.starts_with(name)).count();
