@@ -74,6 +74,11 @@ pub struct Global {
     /// platform (`linux/amd64` for those without one): one job of a batch build
     #[arg(long, value_name = "OS/ARCH", env = "ECRSHIP_PLATFORM", global = true)]
     pub platform: Option<String>,
+
+    /// How builds and pushes show on stderr: a live line per image (tty) or plain log lines;
+    /// auto is tty when stderr is a terminal and CI is unset
+    #[arg(long, value_enum, env = "ECRSHIP_PROGRESS", global = true, default_value_t = Progress::Auto)]
+    pub progress: Progress,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -87,6 +92,13 @@ pub enum Color {
     Auto,
     Always,
     Never,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Progress {
+    Auto,
+    Tty,
+    Plain,
 }
 
 #[derive(Debug, Subcommand)]

@@ -28,12 +28,13 @@ impl Request<'_> {
     }
 }
 
-/// Runs `build`, `push` or `release` for the images named (all when none).
+/// Runs `build`, `push` or `release` for the images named (all when none); `view` makes what
+/// shows the run, given the names of its builds in order.
 pub async fn steps(
     global: &Global,
     names: &[String],
     request: &Request<'_>,
-    view: &dyn View,
+    view: impl FnOnce(Vec<String>) -> Box<dyn View>,
 ) -> Result<Summary, Error> {
     let (config, plan) = load_plan(global, names)?;
     let root = global.directory.as_path();
@@ -101,6 +102,7 @@ pub async fn steps(
         },
     };
     let options = options(&config, &plan, request);
+    let view = view(pipeline::labels(&plan));
     let env = |name: &str| std::env::var(name).ok();
     let env = Env {
         root,
@@ -109,7 +111,7 @@ pub async fn steps(
         no_target,
         ssm: &ssm,
         env: &env,
-        view,
+        view: view.as_ref(),
     };
     pipeline::run(&plan, &options, &env).await
 }

@@ -117,14 +117,21 @@ pub fn run(cli: Cli) -> Result<(), Error> {
     }
 }
 
-/// `build`, `push` or `release`, with plain lines on stderr.
+/// `build`, `push` or `release`, shown on stderr as `--progress` says.
 fn run_steps(
     global: &cli::Global,
     names: &[String],
     request: &commands::Request<'_>,
 ) -> Result<pipeline::Summary, Error> {
-    let view = view::Plain;
-    block_on(commands::steps(global, names, request, &view))
+    let view = |labels: Vec<String>| {
+        view::choose(
+            global.progress,
+            global.color,
+            global.quiet,
+            labels.iter().map(String::as_str),
+        )
+    };
+    block_on(commands::steps(global, names, request, view))
 }
 
 /// Runs the async part of a command on a runtime made for it, and ends it early on SIGINT or

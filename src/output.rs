@@ -74,7 +74,7 @@ impl Printer {
         }
         let _ = tracing_subscriber::fmt()
             .with_env_filter(filter)
-            .with_writer(std::io::stderr)
+            .with_writer(crate::view::Logs)
             .event_format(LineFormat { color: self.color })
             .try_init();
     }
@@ -105,7 +105,7 @@ impl Printer {
     }
 }
 
-fn use_color(choice: Color, terminal: bool) -> bool {
+pub(crate) fn use_color(choice: Color, terminal: bool) -> bool {
     match choice {
         Color::Always => true,
         Color::Never => false,

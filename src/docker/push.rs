@@ -30,10 +30,25 @@ impl Daemon {
         creds: &Credentials,
         on_line: &mut (dyn FnMut(&str) + Send),
     ) -> Result<String, DockerError> {
+        self.push_reporting(repo, tag, creds, on_line, &mut |_, _| {})
+            .await
+    }
+
+    /// [`Daemon::push`], which also tells `on_bytes` how many bytes of the image's layers have
+    /// been pushed, out of how many (see [`PushedBytes`]), as the daemon reports them.
+    pub async fn push_reporting(
+        &self,
+        repo: &str,
+        tag: &str,
+        creds: &Credentials,
+        on_line: &mut (dyn FnMut(&str) + Send),
+        on_bytes: &mut (dyn FnMut(u64, u64) + Send),
+    ) -> Result<String, DockerError> {
         let image = format!("{repo}:{tag}");
         let mut attempt = 0;
         loop {
-            let (message, daemon_retried) = match self.push_once(repo, tag, creds, on_line).await {
+            let pushed = self.push_once(repo, tag, creds, on_line, on_bytes).await;
+            let (message, daemon_retried) = match pushed {
                 Ok(digest) => return Ok(digest),
                 Err(failure) => failure,
             };
@@ -69,6 +84,7 @@ impl Daemon {
         tag: &str,
         creds: &Credentials,
         on_line: &mut (dyn FnMut(&str) + Send),
+        on_bytes: &mut (dyn FnMut(u64, u64) + Send),
     ) -> Result<String, (String, bool)> {
         let options = PushImageOptions {
             tag: Some(tag.to_string()),
@@ -84,6 +100,7 @@ impl Daemon {
         let mut digest = None;
         let (mut pushed, mut present) = (0, 0);
         let mut retried = false;
+        let mut bytes = PushedBytes::default();
         while let Some(item) = stream.next().await {
             let info = match item {
                 Ok(info) => info,
@@ -93,6 +110,11 @@ impl Daemon {
             if let Some(detail) = &info.error_detail {
                 let message = format!("the daemon reported error code {:?}", detail.code);
                 return Err((message, retried));
+            }
+            if let Some(progress) = &info.progress_detail
+                && bytes.update(progress.current, progress.total)
+            {
+                on_bytes(bytes.done(), bytes.total());
             }
             let Some(status) = info.status.as_deref() else {
                 continue;
@@ -121,6 +143,49 @@ impl Daemon {
             let message = "the push ended without the registry reporting a digest".to_string();
             (message, retried)
         })
+    }
+}
+
+/// The bytes of an image's push, summed over its layers from the daemon's progress messages.
+///
+/// Each message of `POST /images/{name}/push` carries one layer's `progressDetail`
+/// (`current` of `total` bytes; moby's `jsonmessage.JSONProgress`, sent by
+/// `distribution/push_v2.go` while it uploads a blob). The layer id of those messages is not
+/// decoded by bollard (`PushImageInfo` has no `id`), so layers are told apart by their size:
+/// two layers of the very same size count once, which can only make the total smaller.
+#[derive(Debug, Default)]
+pub struct PushedBytes {
+    /// Bytes sent so far, by layer size.
+    layers: std::collections::BTreeMap<u64, u64>,
+}
+
+impl PushedBytes {
+    /// Takes one message's `current` and `total`; returns whether the sums changed.
+    pub fn update(&mut self, current: Option<i64>, total: Option<i64>) -> bool {
+        let (Some(current), Some(total)) = (current, total) else {
+            return false;
+        };
+        let (Ok(current), Ok(total)) = (u64::try_from(current), u64::try_from(total)) else {
+            return false;
+        };
+        if total == 0 {
+            return false;
+        }
+        let sent = self.layers.entry(total).or_default();
+        let current = current.min(total);
+        if current <= *sent && *sent != 0 {
+            return false;
+        }
+        *sent = current;
+        true
+    }
+
+    pub fn done(&self) -> u64 {
+        self.layers.values().sum()
+    }
+
+    pub fn total(&self) -> u64 {
+        self.layers.keys().sum()
     }
 }
 
@@ -251,6 +316,28 @@ mod tests {
         for (message, transient) in cases {
             assert_eq!(is_transient(message), transient, "{message}");
         }
+    }
+
+    #[test]
+    fn pushed_bytes_are_summed_over_layers() {
+        let mut bytes = PushedBytes::default();
+        assert!(!bytes.update(None, None));
+        assert!(!bytes.update(Some(10), None));
+        assert!(!bytes.update(Some(0), Some(0)));
+        assert!(!bytes.update(Some(-1), Some(100)));
+        assert_eq!((bytes.done(), bytes.total()), (0, 0));
+        // Two layers uploading at once, their messages interleaved.
+        assert!(bytes.update(Some(0), Some(1000)));
+        assert!(bytes.update(Some(512), Some(1000)));
+        assert!(bytes.update(Some(100), Some(300)));
+        assert_eq!((bytes.done(), bytes.total()), (612, 1300));
+        // Nothing new: no report.
+        assert!(!bytes.update(Some(512), Some(1000)));
+        assert!(!bytes.update(Some(400), Some(1000)));
+        assert!(bytes.update(Some(300), Some(300)));
+        // More than the total (the daemon counts the compressed stream) is capped.
+        assert!(bytes.update(Some(1200), Some(1000)));
+        assert_eq!((bytes.done(), bytes.total()), (1300, 1300));
     }
 
     #[test]

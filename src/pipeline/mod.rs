@@ -157,6 +157,11 @@ fn summary_of(plan: &Plan, units: &[Unit<'_>], done: &[Arc<Done>]) -> Summary {
     }
 }
 
+/// The names the builds of `plan` show under, in the order they start.
+pub fn labels(plan: &Plan) -> Vec<String> {
+    units(plan).iter().map(Unit::label).collect()
+}
+
 /// The builds of the plan, every image after the images it depends on (then in plan order).
 fn units(plan: &Plan) -> Vec<Unit<'_>> {
     let mut ordered: Vec<&PlannedImage> = Vec::with_capacity(plan.images.len());

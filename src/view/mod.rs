@@ -2,9 +2,18 @@
 //!
 //! The pipeline reports to a [`View`] and never prints itself. [`Plain`] writes one line per
 //! event on stderr, prefixed with the image (`[web] #4 [2/2] COPY ...`): what CodeBuild's log
-//! and any other reader without a terminal gets.
+//! and any other reader without a terminal gets. [`Tty`] draws a live line per image on a
+//! terminal instead (`tty`), reading the build's step from its lines (`step`); [`choose`] picks
+//! one for `--progress`.
+
+mod step;
+mod tty;
 
 use std::fmt;
+use std::io::IsTerminal;
+
+use crate::cli::{Color, Progress};
+pub use tty::{Logs, Tty};
 
 /// Where an image is in its run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,6 +58,21 @@ pub trait View: Send + Sync {
     fn push_progress(&self, image: &str, done: u64, total: u64);
 }
 
+/// The view [`choose`] picked, used wherever a view is.
+impl<V: View + ?Sized> View for Box<V> {
+    fn line(&self, image: &str, line: &str) {
+        (**self).line(image, line);
+    }
+
+    fn state(&self, image: &str, state: State) {
+        (**self).state(image, state);
+    }
+
+    fn push_progress(&self, image: &str, done: u64, total: u64) {
+        (**self).push_progress(image, done, total);
+    }
+}
+
 /// Plain lines on stderr (through `tracing`), one per log line; states and byte counts are not
 /// shown, since each step already has its own line.
 #[derive(Debug, Default, Clone, Copy)]
@@ -62,4 +86,30 @@ impl View for Plain {
     fn state(&self, _image: &str, _state: State) {}
 
     fn push_progress(&self, _image: &str, _done: u64, _total: u64) {}
+}
+
+/// The view for `--progress`: `auto` is the live view when stderr is a terminal that can draw
+/// it (`TERM` is not `dumb`), `CI` is unset and `-q` is not given; plain lines otherwise.
+pub fn choose<'a>(
+    progress: Progress,
+    color: Color,
+    quiet: bool,
+    images: impl IntoIterator<Item = &'a str>,
+) -> Box<dyn View> {
+    let terminal = std::io::stderr().is_terminal();
+    let live = match progress {
+        Progress::Plain => false,
+        Progress::Tty => true,
+        Progress::Auto => {
+            terminal
+                && !quiet
+                && std::env::var_os("CI").is_none()
+                && std::env::var_os("TERM").is_none_or(|t| t != "dumb")
+        }
+    };
+    if live {
+        Box::new(Tty::new(images, crate::output::use_color(color, terminal)))
+    } else {
+        Box::new(Plain)
+    }
 }

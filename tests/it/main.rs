@@ -11,3 +11,4 @@ mod push;
 mod reuse;
 mod secrets;
 mod smoke;
+mod view;
