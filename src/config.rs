@@ -76,6 +76,26 @@ impl Default for TagConfig {
     }
 }
 
+/// The `[source]` table: what `ecrship source` puts in the source zip, and where the zip goes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SourceConfig {
+    /// The S3 bucket that CodePipeline's source stage watches.
+    pub bucket: Option<Located>,
+    /// The object key in that bucket.
+    pub key: Option<Located>,
+    /// Paths (files or folders) to put in the zip; `None`: every file git tracks.
+    pub include: Option<Vec<Located>>,
+    /// Paths (files or folders) to leave out of what `include` (or git) gives.
+    pub exclude: Vec<Located>,
+}
+
+/// A value of the config, with the line it was written on (for messages).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Located {
+    pub value: String,
+    pub line: usize,
+}
+
 /// Where a build argument or secret takes its value from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "from", rename_all = "lowercase")]
@@ -144,6 +164,7 @@ pub struct Config {
     pub imagedefinitions: String,
     pub image_detail: Option<String>,
     pub images: Vec<Image>,
+    pub source: SourceConfig,
 }
 
 impl Config {
@@ -249,6 +270,11 @@ impl Config {
             name => name.map(Spanned::into_inner),
         };
 
+        let source = raw
+            .source
+            .validate(&|span: Span| line_of(text, span.start))
+            .map_err(|(span, m)| at(Some(span), m))?;
+
         Ok(Config {
             origin,
             registry,
@@ -258,6 +284,7 @@ impl Config {
             imagedefinitions,
             image_detail,
             images,
+            source,
         })
     }
 
@@ -317,6 +344,73 @@ struct RawConfig {
     artifacts: RawArtifacts,
     #[serde(default)]
     image: Vec<Spanned<RawImage>>,
+    #[serde(default)]
+    source: RawSource,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+struct RawSource {
+    bucket: Option<Spanned<String>>,
+    key: Option<Spanned<String>>,
+    include: Option<Spanned<Vec<Spanned<String>>>>,
+    exclude: Vec<Spanned<String>>,
+}
+
+impl RawSource {
+    /// Checks the bucket and key against S3's rules and cleans the listed paths.
+    fn validate(self, line: &dyn Fn(Span) -> usize) -> Result<SourceConfig, (Span, String)> {
+        let located = |s: &Spanned<String>, value: String| Located {
+            value,
+            line: line(s.span()),
+        };
+        let bucket = match &self.bucket {
+            Some(b) => {
+                let value = b.get_ref().trim().to_owned();
+                if let Some(reason) = crate::source::target::bucket_violation(&value) {
+                    return Err((b.span(), format!("[source] bucket `{value}` {reason}")));
+                }
+                Some(located(b, value))
+            }
+            None => None,
+        };
+        let key = match &self.key {
+            Some(k) => {
+                let value = k.get_ref().clone();
+                if let Some(reason) = crate::source::target::key_violation(&value) {
+                    return Err((k.span(), format!("[source] key `{value}` {reason}")));
+                }
+                Some(located(k, value))
+            }
+            None => None,
+        };
+        let paths = |list: &[Spanned<String>], what: &str| {
+            list.iter()
+                .map(|p| {
+                    clean_relative(p.get_ref())
+                        .map(|value| located(p, value))
+                        .map_err(|m| (p.span(), format!("[source] {what}: {m}")))
+                })
+                .collect::<Result<Vec<_>, _>>()
+        };
+        let include = match &self.include {
+            Some(list) if list.get_ref().is_empty() => {
+                return Err((
+                    list.span(),
+                    "[source] include is empty: list the paths to zip, or leave `include` out to zip every file git tracks".into(),
+                ));
+            }
+            Some(list) => Some(paths(list.get_ref(), "include")?),
+            None => None,
+        };
+        let exclude = paths(&self.exclude, "exclude")?;
+        Ok(SourceConfig {
+            bucket,
+            key,
+            include,
+            exclude,
+        })
+    }
 }
 
 #[derive(Deserialize)]

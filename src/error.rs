@@ -5,6 +5,7 @@ use crate::aws::AwsError;
 use crate::config::ConfigError;
 use crate::context::ContextError;
 use crate::docker::DockerError;
+use crate::source::SourceError;
 use crate::tag::TagError;
 
 /// Exit code for bad usage, config or input.
@@ -28,6 +29,8 @@ pub enum Error {
     Docker(#[from] DockerError),
     #[error(transparent)]
     Aws(#[from] AwsError),
+    #[error(transparent)]
+    Source(#[from] SourceError),
     #[error("image `{image}`: {source}")]
     Image { image: String, source: Box<Error> },
     #[error("{0}")]
@@ -42,6 +45,7 @@ impl Error {
             Error::Usage(_) | Error::Config(_) | Error::Tag(_) => EXIT_INPUT,
             Error::Context(e) => e.exit_code() as u8,
             Error::Image { source, .. } => source.exit_code(),
+            Error::Source(e) => e.exit_code(),
             Error::Artifact(_) | Error::Docker(_) | Error::Aws(_) | Error::Failed(_) => EXIT_FAILED,
             Error::Interrupted { code, .. } => *code,
         }

@@ -14,6 +14,7 @@ pub mod pipeline;
 pub mod plan;
 pub mod policy;
 pub mod secret;
+pub mod source;
 
 pub mod tag;
 pub mod view;
@@ -46,7 +47,28 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             printer.result(&PlanReport::new(&plan))
         }
         Command::Policy {
+            source: true,
+            target,
+            ..
+        } => {
+            let config = Config::load(root, cli.global.config.as_deref())?;
+            let (bucket, key) = source::target::resolve(
+                target.bucket.as_deref(),
+                target.key.as_deref(),
+                &config.source,
+                env,
+            )?;
+            let target = source::target::require(bucket, key, &config.origin)?;
+            let scope = policy::resolve_scope(None, env);
+            let policy = policy::source_policy(&target, scope.partition);
+            for note in &policy.notes {
+                tracing::warn!("{note}");
+            }
+            printer.result(&policy.document)
+        }
+        Command::Policy {
             create_repositories,
+            ..
         } => {
             let config = Config::load(root, cli.global.config.as_deref())?;
             let registry = cli
@@ -80,6 +102,20 @@ pub fn run(cli: Cli) -> Result<(), Error> {
                 dry_run: false,
             };
             printer.result(&steps.run(&cli.global, &images)?)
+        }
+        Command::Source {
+            target,
+            out,
+            dry_run,
+        } => {
+            let config = Config::load(root, cli.global.config.as_deref())?;
+            let request = source::Request {
+                bucket: target.bucket.as_deref(),
+                key: target.key.as_deref(),
+                out: out.as_deref(),
+                dry_run,
+            };
+            printer.result(&source::run(root, &config, &request, &env)?)
         }
         Command::Release {
             images,

@@ -211,6 +211,44 @@ pub fn policy(config: &Config, scope: &PolicyInput, create_repositories: bool) -
     }
 }
 
+/// The policy of the source side (`ecrship policy --source`), for the CI user or role that runs
+/// `ecrship source`: `s3:PutObject` on exactly the zip's object (it also covers the multipart
+/// upload's `CreateMultipartUpload`, `UploadPart` and `CompleteMultipartUpload`: Amazon S3 API
+/// Reference, "Multipart upload API and permissions"), and `s3:GetBucketVersioning` on its bucket
+/// for the versioning check. S3 ARNs carry no region and no account.
+pub fn source_policy(target: &crate::source::target::Target, partition: &str) -> Policy {
+    let crate::source::target::Target { bucket, key } = target;
+    let statement = vec![
+        Statement {
+            sid: "SourceUpload",
+            effect: "Allow",
+            action: vec!["s3:PutObject"],
+            resource: Resource::One(format!("arn:{partition}:s3:::{bucket}/{key}")),
+        },
+        Statement {
+            sid: "SourceVersioning",
+            effect: "Allow",
+            action: vec!["s3:GetBucketVersioning"],
+            resource: Resource::One(format!("arn:{partition}:s3:::{bucket}")),
+        },
+    ];
+    let mut notes = vec![format!(
+        "a zip above 8 MiB goes up in parts; when such an upload fails, ecrship aborts it only with          `s3:AbortMultipartUpload` on arn:{partition}:s3:::{bucket}/{key}, else its parts stay until a lifecycle          rule (AbortIncompleteMultipartUpload) removes them"
+    )];
+    if key.contains(['*', '?']) {
+        notes.push(format!(
+            "the key `{key}` holds `*` or `?`, which IAM reads as wildcards: the policy allows more objects than this one"
+        ));
+    }
+    Policy {
+        document: PolicyDocument {
+            version: POLICY_VERSION,
+            statement,
+        },
+        notes,
+    }
+}
+
 /// The ARN of an SSM parameter: `/app/prod/KEY` and `KEY` give `parameter/app/prod/KEY` and
 /// `parameter/KEY`. A version or label selector (`KEY:3`) is dropped, since IAM matches the
 /// parameter itself; a name that already is an ARN is kept (without its selector).

@@ -1,6 +1,8 @@
-//! The AWS edge: configuration from the default chain, ECR login and SSM parameters.
+//! The AWS edge: configuration from the default chain, ECR login, SSM parameters and the S3
+//! upload of the source zip.
 
 pub mod ecr;
+pub mod s3;
 pub mod ssm;
 
 use std::time::Duration;
