@@ -83,6 +83,8 @@ pub fn run(
         &exists,
     )?;
 
+    warn_without_config(root, config, &selected);
+
     let contents = format!("{}\n", commit.tag);
     let mut members: Vec<zip::Member> = selected.iter().map(zip::Member::Tracked).collect();
     let at = members.partition_point(|m| m.path().as_bytes() < tag_file.as_bytes());
@@ -142,6 +144,25 @@ pub fn run(
         out: out.map(|o| o.display().to_string()),
         upload,
     })
+}
+
+/// The build side reads the config from the unpacked zip: without it there, it falls back to the
+/// built-in seed layout and another `[tag]`, which is worth a warning.
+fn warn_without_config(root: &Path, config: &Config, selected: &[files::Entry]) {
+    let Origin::File(path) = &config.origin else {
+        return;
+    };
+    let (Ok(path), Ok(root)) = (path.canonicalize(), root.canonicalize()) else {
+        return;
+    };
+    let Some(relative) = path.strip_prefix(&root).ok().and_then(Path::to_str) else {
+        return;
+    };
+    if !selected.iter().any(|e| e.path == relative) {
+        tracing::warn!(
+            "`{relative}` is not in the zip: CodeBuild will build with the built-in seed layout instead (add it to [source] include, and let git track it)"
+        );
+    }
 }
 
 /// Where the finished zip is: the `--out` file, or a temporary file removed on drop.

@@ -6,3 +6,4 @@ mod harness;
 mod push;
 mod secrets;
 mod smoke;
+mod source;
