@@ -921,6 +921,75 @@ team = "web"
     }
 
     #[test]
+    fn source_table() {
+        let c = parse(
+            "[[image]]\nname = \"app\"\n[source]\nbucket = \"src-bucket\"\nkey = \"app/src.zip\"\n\
+             include = [\"lib/\", \"./mix.exs\",\n  \"config\"]\nexclude = [\"lib/test\"]\n",
+        )
+        .unwrap();
+        let s = &c.source;
+        assert_eq!(
+            s.bucket,
+            Some(Located {
+                value: "src-bucket".into(),
+                line: 4
+            })
+        );
+        assert_eq!(
+            s.key.as_ref().map(|k| k.value.as_str()),
+            Some("app/src.zip")
+        );
+        let include: Vec<(&str, usize)> = s
+            .include
+            .iter()
+            .flatten()
+            .map(|l| (l.value.as_str(), l.line))
+            .collect();
+        assert_eq!(include, [("lib", 6), ("mix.exs", 6), ("config", 7)]);
+        assert_eq!(s.exclude[0].value, "lib/test");
+        assert_eq!(
+            parse("[[image]]\nname = \"app\"\n").unwrap().source,
+            SourceConfig::default()
+        );
+    }
+
+    #[test]
+    fn source_errors_name_file_line_and_value() {
+        let cases: &[(&str, &[&str])] = &[
+            ("[source]\nbuckett = \"x\"\n", &["line 2", "buckett"]),
+            (
+                "[source]\nbucket = \"Not_A_Bucket\"\n",
+                &["line 2", "`Not_A_Bucket`", "bucket name"],
+            ),
+            (
+                "[source]\nkey = \"dir/\"\n",
+                &["line 2", "`dir/`", "folder"],
+            ),
+            ("[source]\ninclude = []\n", &["line 2", "include is empty"]),
+            (
+                "[source]\ninclude = [\"a\",\n\"../up\"]\n",
+                &["line 3", "include", "leaves the project root"],
+            ),
+            (
+                "[source]\nexclude = [\"/abs\"]\n",
+                &["line 2", "exclude", "relative"],
+            ),
+            ("[source]\ninclude = \"lib\"\n", &["line 2", "include"]),
+        ];
+        for (text, needles) in cases {
+            let text = format!("[[image]]\nname = \"app\"\n{text}");
+            let msg = error(&text);
+            assert!(!msg.contains('\n'), "one line: {msg:?}");
+            for needle in *needles {
+                let needle = needle
+                    .replace("line 2", "line 4")
+                    .replace("line 3", "line 5");
+                assert!(msg.contains(&needle), "{text:?}: {msg:?} lacks {needle:?}");
+            }
+        }
+    }
+
+    #[test]
     fn repository_grammar() {
         for ok in ["app", "team/app", "a-b_c.d/e1", "ab"] {
             assert_eq!(repository_violation(ok), None, "{ok}");

@@ -657,6 +657,50 @@ repository = "team/app"
     }
 
     #[test]
+    fn source_policy_names_exactly_the_object_and_its_bucket() {
+        let target = crate::source::target::Target {
+            bucket: "src-bucket".into(),
+            key: "app/src.zip".into(),
+        };
+        let p = source_policy(&target, "aws");
+        let want = json!({
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Sid": "SourceUpload",
+                    "Effect": "Allow",
+                    "Action": ["s3:PutObject"],
+                    "Resource": "arn:aws:s3:::src-bucket/app/src.zip"
+                },
+                {
+                    "Sid": "SourceVersioning",
+                    "Effect": "Allow",
+                    "Action": ["s3:GetBucketVersioning"],
+                    "Resource": "arn:aws:s3:::src-bucket"
+                }
+            ]
+        });
+        assert_eq!(parsed(&p), want);
+        assert_eq!(p.notes.len(), 1, "{:?}", p.notes);
+        assert!(
+            p.notes[0].contains("s3:AbortMultipartUpload"),
+            "{:?}",
+            p.notes
+        );
+
+        let target = crate::source::target::Target {
+            bucket: "src-bucket".into(),
+            key: "src-*.zip".into(),
+        };
+        let p = source_policy(&target, "aws-cn");
+        assert_eq!(
+            parsed(&p)["Statement"][0]["Resource"],
+            "arn:aws-cn:s3:::src-bucket/src-*.zip"
+        );
+        assert!(p.notes[1].contains("wildcards"), "{:?}", p.notes);
+    }
+
+    #[test]
     fn unknown_scope_is_a_wildcard_with_a_note() {
         let c = config("[[image]]\nname = \"app\"\n");
         let p = policy(&c, &resolve_scope(Some("127.0.0.1:5000"), env(&[])), false);

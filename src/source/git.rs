@@ -5,7 +5,7 @@
 //! such as gix adds megabytes to a binary that must stay under 15 MB, and git2 links libgit2 (C,
 //! and more than glibc to ship). git itself also reads every form of the index (versions 2 to 4,
 //! split and sparse indexes, SHA-256 repositories) and recurses into submodules, so ecrship does
-//! not have to follow it. Three calls, each a few milliseconds on a tree of 20,000 files:
+//! not have to follow it. Two calls, each a few milliseconds on a tree of 20,000 files:
 //! `git log -1 --format=%H %ct HEAD` and `git ls-files -z --stage --recurse-submodules`.
 
 use std::path::Path;

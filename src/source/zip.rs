@@ -197,7 +197,10 @@ fn prepare(
         cause,
     };
     let missing = |e: &io::Error| {
-        e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(20) // ENOTDIR
+        matches!(
+            e.kind(),
+            io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+        )
     };
     if entry.kind == Kind::Link {
         return match std::fs::read_link(&path) {

@@ -644,3 +644,56 @@ fn credentials_and_the_source_policy_against_moto_with_iam_on() {
     );
     assert!(report["upload"]["version_id"].is_string(), "{out}");
 }
+
+#[test]
+fn bad_input_is_exit_2_with_one_line_naming_the_value() {
+    let (test, _) = project();
+    let cases: &[(&[&str], &[(&str, &str)], &str)] = &[
+        (
+            &["source", "--key", "src.zip"],
+            &[],
+            "error: no bucket: give `--bucket`, set ECRSHIP_SOURCE_BUCKET, or set `[source] bucket` in ecrship.toml",
+        ),
+        (
+            &["source", "--bucket", "b-1"],
+            &[],
+            "error: no key: give `--key`",
+        ),
+        (
+            &["source", "--bucket", "Bad_Bucket", "--key", "k"],
+            &[],
+            "error: bucket `Bad_Bucket` from `--bucket` is not a bucket name",
+        ),
+        (
+            &["source", "--dry-run"],
+            &[("ECRSHIP_SOURCE_KEY", "dir/")],
+            "error: key `dir/` from environment variable `ECRSHIP_SOURCE_KEY`",
+        ),
+        (
+            &["source", "--dry-run"],
+            &[("CI_COMMIT_SHA", "main")],
+            "error: commit `main` from environment variable `CI_COMMIT_SHA` is not a git commit id",
+        ),
+        (
+            &["policy", "--source", "--bucket", "b-1"],
+            &[],
+            "error: no key: give `--key`",
+        ),
+    ];
+    for (args, env, want) in cases {
+        let out = test.run_with_env(args.iter().copied(), env.iter().copied());
+        out.assert_code(2);
+        assert!(out.stderr.starts_with(want), "{args:?} {env:?}\n{out}");
+        assert_eq!(out.stderr.lines().count(), 1, "{out}");
+        assert!(out.stdout.is_empty(), "{out}");
+    }
+    // Outside a git work tree: git's reason and what to do.
+    let elsewhere = Test::new().file("ecrship.toml", CONFIG);
+    let out = elsewhere.run_with(["source", "--dry-run"]);
+    out.assert_code(2);
+    assert!(
+        out.stderr.contains("not a git repository") && out.stderr.contains("-C DIR"),
+        "{out}"
+    );
+    assert!(!elsewhere.path("src.zip").exists(), "{out}");
+}
