@@ -6,9 +6,11 @@
 //! environment, `[source]`) before any work; [`git`] asks git for HEAD and the index;
 //! [`commit`] picks the commit (`CI_COMMIT_SHA`, `GITHUB_SHA` or HEAD), cuts it to `[tag]
 //! length` and gives the zip its one timestamp; [`files`] narrows the index to `[source]
-//! include`/`exclude`; [`zip`](mod@zip) writes the deterministic archive to a file;
-//! [`crate::aws::s3`] checks the bucket's versioning and uploads. [`report`] is what is printed.
-//! A dry-run stops after the zip, which it keeps (`--out`, default `src.zip`).
+//! include`/`exclude`, and any bad input has failed by then; [`crate::aws::s3`] checks the
+//! bucket's versioning, so that a bucket that cannot take the zip fails before it is made;
+//! [`zip`](mod@zip) writes the deterministic archive to a file; [`crate::aws::s3`] uploads it.
+//! [`report`] is what is printed. A dry-run calls no AWS API and keeps the zip (`--out`, default
+//! `src.zip`).
 
 pub mod commit;
 mod error;
@@ -100,7 +102,45 @@ pub fn run(
         .out
         .map(Path::to_path_buf)
         .or_else(|| request.dry_run.then(|| PathBuf::from(DEFAULT_OUT)));
-    let (temp, written, size) = write_zip(root, &members, &commit, out.as_deref())?;
+    let make = || make_zip(root, &members, &commit, out.as_deref());
+    let (zip, upload) = match target {
+        None => (make()?, None),
+        // The bucket is checked before the zip is made: a bucket that cannot take it fails at once.
+        Some(target) => crate::block_on(async {
+            let client = s3::client(&crate::aws::load().await.map_err(SourceError::from)?);
+            let checked = check_versioning(&client, &target.bucket).await?;
+            let zip = tokio::task::block_in_place(make)?;
+            let upload = upload(&client, &target, &zip, checked).await?;
+            Ok::<_, crate::Error>((zip, Some(upload)))
+        })?,
+    };
+    Ok(Report {
+        commit,
+        tag_file: tag_file.clone(),
+        files: zip.written.files,
+        size: zip.size,
+        out: out.map(|o| o.display().to_string()),
+        upload,
+    })
+}
+
+/// A finished zip.
+struct Made {
+    /// The `--out` file, or a temporary file removed on drop.
+    kept: Kept,
+    written: zip::Written,
+    size: u64,
+}
+
+/// Writes the zip to a temporary file, then gives it the name asked for (`--out`): never a
+/// half-written file under that name.
+fn make_zip(
+    root: &Path,
+    members: &[zip::Member<'_>],
+    commit: &commit::Commit,
+    out: Option<&Path>,
+) -> Result<Made, SourceError> {
+    let (temp, written, size) = write_zip(root, members, commit, out)?;
     if !written.missing.is_empty() {
         let shown: Vec<&str> = written.missing.iter().take(5).map(String::as_str).collect();
         tracing::warn!(
@@ -120,29 +160,20 @@ pub fn run(
         commit.tag,
         commit.from
     );
-    // The zip is complete: only now does it take the name asked for (nothing half-written).
-    let zip_path = match (&out, temp) {
-        (Some(out), temp) => {
+    let kept = match out {
+        Some(out) => {
             temp.persist(out).map_err(|e| SourceError::Write {
                 path: out.display().to_string(),
                 cause: e.error.to_string(),
             })?;
-            Kept::Out(out.clone())
+            Kept::Out(out.to_path_buf())
         }
-        (None, temp) => Kept::Temp(temp.into_temp_path()),
+        None => Kept::Temp(temp.into_temp_path()),
     };
-
-    let upload = match target {
-        None => None,
-        Some(target) => Some(crate::block_on(upload(&target, zip_path.path(), size))?),
-    };
-    Ok(Report {
-        commit,
-        tag_file: tag_file.clone(),
-        files: written.files,
+    Ok(Made {
+        kept,
+        written,
         size,
-        out: out.map(|o| o.display().to_string()),
-        upload,
     })
 }
 
@@ -219,41 +250,42 @@ fn write_zip(
     Ok((temp, written, size))
 }
 
-/// Checks the bucket's versioning, then uploads.
-async fn upload(target: &target::Target, path: &Path, size: u64) -> Result<Upload, crate::Error> {
-    let config = crate::aws::load().await.map_err(SourceError::from)?;
-    let client = s3::client(&config);
-    let target::Target { bucket, key } = target;
-    let versioning = s3::versioning(&client, bucket)
-        .await
-        .map_err(SourceError::from)?;
-    match &versioning {
-        Versioning::Enabled => {}
-        Versioning::Suspended | Versioning::Off => {
-            let status = if versioning == Versioning::Suspended {
-                "suspended"
-            } else {
-                "off (never enabled)"
-            };
-            return Err(SourceError::VersioningOff {
-                bucket: bucket.clone(),
-                status,
-            }
-            .into());
+/// `GetBucketVersioning`: off or suspended is an error; `true` when versioning is on, `false`
+/// when the caller may not ask (a warning, and the upload goes on).
+async fn check_versioning(client: &aws_sdk_s3::Client, bucket: &str) -> Result<bool, SourceError> {
+    match s3::versioning(client, bucket).await? {
+        Versioning::Enabled => Ok(true),
+        Versioning::Suspended => Err(SourceError::VersioningOff {
+            bucket: bucket.to_owned(),
+            status: "suspended",
+        }),
+        Versioning::Off => Err(SourceError::VersioningOff {
+            bucket: bucket.to_owned(),
+            status: "off (never enabled)",
+        }),
+        Versioning::Unknown(why) => {
+            tracing::warn!(
+                "cannot check that bucket `{bucket}` is versioned ({why}: the caller lacks s3:GetBucketVersioning); uploading anyway"
+            );
+            Ok(false)
         }
-        Versioning::Unknown(why) => tracing::warn!(
-            "cannot check that bucket `{bucket}` is versioned ({why}: the caller lacks s3:GetBucketVersioning); uploading anyway"
-        ),
     }
-    let uploaded = s3::upload(&client, bucket, key, path, size)
-        .await
-        .map_err(SourceError::from)?;
+}
+
+/// Uploads the zip; an object without a version id means the bucket is not versioned.
+async fn upload(
+    client: &aws_sdk_s3::Client,
+    target: &target::Target,
+    zip: &Made,
+    versioning_checked: bool,
+) -> Result<Upload, SourceError> {
+    let target::Target { bucket, key } = target;
+    let uploaded = s3::upload(client, bucket, key, zip.kept.path(), zip.size).await?;
     let Some(version_id) = uploaded.version_id else {
         return Err(SourceError::NoVersion {
             bucket: bucket.clone(),
             key: key.clone(),
-        }
-        .into());
+        });
     };
     Ok(Upload {
         bucket: bucket.clone(),
@@ -261,6 +293,6 @@ async fn upload(target: &target::Target, path: &Path, size: u64) -> Result<Uploa
         version_id,
         etag: uploaded.etag,
         parts: uploaded.parts,
-        versioning_checked: versioning == Versioning::Enabled,
+        versioning_checked,
     })
 }

@@ -6,31 +6,69 @@
 //!   the umask or the walk order gets in.
 //! - Symbolic links are stored as links, their target as the entry's data (as `zip -y` and
 //!   Info-ZIP's `unzip` read them).
-//! - Files are deflated (level 6, zlib's default and `zip`'s), or stored when deflate does not
-//!   make them smaller, as `zip` does; no folder entries (every reader makes the parents).
+//! - Files are deflated at level 6 (zlib's default and `zip`'s; deflate falls back to stored
+//!   blocks inside the stream for data it cannot shrink). Empty files, and files whose name says
+//!   they are compressed already ([`STORED_SUFFIXES`]), are stored: deflating them costs time and
+//!   saves nothing. No folder entries (every reader makes the parents).
 //!
-//! Small files are read and compressed by worker threads, one per core, while this thread
-//! writes finished entries in order; the workers run at most [`WINDOW`] entries ahead, and a
-//! file larger than [`SMALL`] is streamed through the writer by this thread instead. So at most
-//! `WINDOW × SMALL` bytes are in memory whatever the size of the tree, and the archive goes to
-//! a file, never to memory.
+//! Worker threads, one per core, read and compress runs of [`CHUNK`] consecutive entries into
+//! small zips in memory (one deflate state per run, reset between files, instead of a new one per
+//! file); this thread appends each run's entries to the archive as they are (`merge_archive`
+//! copies them without recompressing), in order. The workers run at most [`WINDOW`] runs ahead,
+//! and a file larger than [`SMALL`] is streamed through the archive by this thread instead. So at
+//! most `WINDOW × CHUNK × SMALL` bytes are in memory whatever the size of the tree, and the
+//! archive goes to a file, never to memory.
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, BufWriter, Cursor, Read, Write};
 use std::path::Path;
 use std::sync::{Condvar, Mutex};
 
-use zip::write::{PreparedZipFile, SimpleFileOptions};
-use zip::{CompressionMethod, DateTime, System, ZipWriter};
+use zip::write::SimpleFileOptions;
+use zip::{CompressionMethod, DateTime, System, ZipArchive, ZipWriter};
 
 use super::SourceError;
 use super::files::{Entry, Kind};
 
 /// Files up to this size are compressed by the workers, in memory.
 pub const SMALL: u64 = 256 * 1024;
-/// How many entries the workers may run ahead of the writer.
-pub const WINDOW: usize = 64;
+/// Entries per run that a worker compresses into one small zip.
+pub const CHUNK: usize = 32;
+/// How many runs the workers may be ahead of the writer.
+pub const WINDOW: usize = 4;
+
+/// Files with these suffixes (compared without case) are stored, not deflated: formats that are
+/// compressed already. Info-ZIP's `zip -n suffixes` does the same ("so that zip doesn't waste its
+/// time trying to compress them"; by default `.Z:.zip:.zoo:.arc:.lzh:.arj`, zip(1)); this list
+/// adds the formats a web application's sources carry today: images, fonts, archives, media.
+pub const STORED_SUFFIXES: &[&str] = &[
+    ".7z", ".apk", ".arj", ".avif", ".br", ".bz2", ".gif", ".gz", ".heic", ".jar", ".jpeg", ".jpg",
+    ".lzh", ".m4a", ".mov", ".mp3", ".mp4", ".ogg", ".png", ".rar", ".tgz", ".war", ".webm",
+    ".webp", ".woff", ".woff2", ".xz", ".z", ".zip", ".zoo", ".zst",
+];
+
+/// Whether a file of this name (or this size) is stored rather than deflated.
+fn stored(path: &str, size: u64) -> bool {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    size == 0
+        || STORED_SUFFIXES.iter().any(|suffix| {
+            name.len() > suffix.len()
+                && name.is_char_boundary(name.len() - suffix.len())
+                && name[name.len() - suffix.len()..].eq_ignore_ascii_case(suffix)
+        })
+}
+
+/// The options of an entry: deflated, or stored (see [`stored`]).
+fn method(options: SimpleFileOptions, path: &str, size: u64) -> SimpleFileOptions {
+    if stored(path, size) {
+        options
+            .compression_method(CompressionMethod::Stored)
+            .compression_level(None)
+    } else {
+        options
+    }
+}
 
 /// One entry of the zip, in the order they are written.
 #[derive(Debug, Clone, Copy)]
@@ -48,6 +86,13 @@ impl Member<'_> {
             Member::Made { path, .. } => path,
         }
     }
+
+    fn permissions(&self) -> u32 {
+        match self {
+            Member::Tracked(e) => e.kind.permissions(),
+            Member::Made { .. } => 0o644,
+        }
+    }
 }
 
 /// What the zip holds.
@@ -59,12 +104,14 @@ pub struct Written {
     pub missing: Vec<String>,
 }
 
-/// An entry made ready by a worker.
-enum Ready {
-    Compressed(PreparedZipFile),
-    Link(String),
-    Large(u64),
-    Missing,
+/// A piece of a run, as a worker made it.
+enum Piece {
+    /// A small zip of consecutive entries.
+    Zip(Vec<u8>),
+    /// The member at this index is larger than [`SMALL`]: the writer streams it.
+    Large(usize, u64),
+    /// The member at this index is not in the work tree.
+    Missing(usize),
 }
 
 /// Writes `members` (sorted by path) from the work tree at `root` as a zip to `out`.
@@ -87,56 +134,54 @@ pub fn write(
     let workers = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .clamp(1, 8);
-    let window = Window::new(members.len());
+    let runs = members.len().div_ceil(CHUNK);
+    let window = Window::new(runs);
     let mut zip = ZipWriter::new(BufWriter::with_capacity(256 * 1024, out));
     let mut written = Written::default();
 
     std::thread::scope(|scope| {
         for _ in 0..workers {
             scope.spawn(|| {
-                while let Some(i) = window.claim() {
-                    let ready = prepare(root, &members[i], base);
-                    window.put(i, ready);
+                let mut buf = Vec::new();
+                while let Some(run) = window.claim() {
+                    let start = run * CHUNK;
+                    let end = (start + CHUNK).min(members.len());
+                    let pieces = prepare(root, members, start..end, base, &mut buf);
+                    window.put(run, pieces);
                 }
             });
         }
         let result = (|| -> Result<(), SourceError> {
-            for (i, member) in members.iter().enumerate() {
-                let ready = window.take(i)?;
-                let name = member.path();
-                let permissions = match member {
-                    Member::Tracked(e) => e.kind.permissions(),
-                    Member::Made { .. } => 0o644,
-                };
-                match ready {
-                    Ready::Compressed(file) => zip
-                        .add_prepared_file(file)
-                        .map_err(|e| write_error(e.to_string()))?,
-                    Ready::Link(target) => zip
-                        .add_symlink(name, target, base.unix_permissions(permissions))
-                        .map_err(|e| write_error(e.to_string()))?,
-                    Ready::Large(size) => {
-                        let path = root.join(name);
-                        let read_error = |cause| SourceError::Read {
-                            path: name.to_owned(),
-                            cause,
-                        };
-                        let mut file = File::open(&path).map_err(read_error)?;
-                        let options = base
-                            .unix_permissions(permissions)
-                            .large_file(size >= u64::from(u32::MAX));
-                        zip.start_file(name, options)
-                            .map_err(|e| write_error(e.to_string()))?;
-                        copy(&mut file, &mut zip, name, out_name)?;
-                    }
-                    Ready::Missing => {
-                        written.missing.push(name.to_owned());
-                        window.done(i);
-                        continue;
+            for run in 0..runs {
+                for piece in window.take(run)? {
+                    match piece {
+                        Piece::Zip(bytes) => {
+                            let archive = ZipArchive::new(Cursor::new(bytes))
+                                .map_err(|e| write_error(e.to_string()))?;
+                            written.files += archive.len();
+                            zip.merge_archive(archive)
+                                .map_err(|e| write_error(e.to_string()))?;
+                        }
+                        Piece::Large(i, size) => {
+                            let member = &members[i];
+                            let name = member.path();
+                            let mut file =
+                                File::open(root.join(name)).map_err(|cause| SourceError::Read {
+                                    path: name.to_owned(),
+                                    cause,
+                                })?;
+                            let options =
+                                method(base.unix_permissions(member.permissions()), name, size)
+                                    .large_file(size >= u64::from(u32::MAX));
+                            zip.start_file(name, options)
+                                .map_err(|e| write_error(e.to_string()))?;
+                            copy(&mut file, &mut zip, name, out_name)?;
+                            written.files += 1;
+                        }
+                        Piece::Missing(i) => written.missing.push(members[i].path().to_owned()),
                     }
                 }
-                written.files += 1;
-                window.done(i);
+                window.done(run);
             }
             Ok(())
         })();
@@ -180,18 +225,76 @@ fn copy(
     }
 }
 
-/// Reads one member and, when it is small, compresses it.
+/// What one member of the work tree is, read.
+enum Loaded {
+    /// Its bytes are in the buffer.
+    Data,
+    Link(String),
+    Large(u64),
+    Missing,
+}
+
+/// Reads and compresses the members `range` into pieces: small zips of consecutive entries,
+/// broken where a large or missing file lies.
 fn prepare(
     root: &Path,
-    member: &Member<'_>,
+    members: &[Member<'_>],
+    range: std::ops::Range<usize>,
     base: SimpleFileOptions,
-) -> Result<Ready, SourceError> {
-    let (entry, path) = match member {
-        Member::Made { path, contents } => {
-            return compress(path, contents, base.unix_permissions(0o644)).map(Ready::Compressed);
-        }
-        Member::Tracked(entry) => (entry, root.join(&entry.path)),
+    buf: &mut Vec<u8>,
+) -> Result<Vec<Piece>, SourceError> {
+    let failed = |e: zip::result::ZipError| SourceError::Write {
+        path: "a run of entries in memory".to_owned(),
+        cause: e.to_string(),
     };
+    let mut pieces = Vec::new();
+    let mut current: Option<ZipWriter<Cursor<Vec<u8>>>> = None;
+    let flush = |current: &mut Option<ZipWriter<Cursor<Vec<u8>>>>,
+                 pieces: &mut Vec<Piece>|
+     -> Result<(), SourceError> {
+        if let Some(writer) = current.take() {
+            pieces.push(Piece::Zip(writer.finish().map_err(failed)?.into_inner()));
+        }
+        Ok(())
+    };
+    for i in range {
+        let member = &members[i];
+        let read = match member {
+            Member::Made { contents, .. } => {
+                buf.clear();
+                buf.extend_from_slice(contents);
+                Loaded::Data
+            }
+            Member::Tracked(entry) => read(root, entry, buf)?,
+        };
+        let options = base.unix_permissions(member.permissions());
+        match read {
+            Loaded::Large(size) => {
+                flush(&mut current, &mut pieces)?;
+                pieces.push(Piece::Large(i, size));
+            }
+            Loaded::Missing => pieces.push(Piece::Missing(i)),
+            Loaded::Link(target) => {
+                let writer = current.get_or_insert_with(|| ZipWriter::new(Cursor::new(Vec::new())));
+                writer
+                    .add_symlink(member.path(), target, options)
+                    .map_err(failed)?;
+            }
+            Loaded::Data => {
+                let writer = current.get_or_insert_with(|| ZipWriter::new(Cursor::new(Vec::new())));
+                let options = method(options, member.path(), buf.len() as u64);
+                writer.start_file(member.path(), options).map_err(failed)?;
+                writer.write_all(buf).map_err(|e| failed(e.into()))?;
+            }
+        }
+    }
+    flush(&mut current, &mut pieces)?;
+    Ok(pieces)
+}
+
+/// Reads one tracked file into `buf`, unless it is a link, large or missing.
+fn read(root: &Path, entry: &Entry, buf: &mut Vec<u8>) -> Result<Loaded, SourceError> {
+    let path = root.join(&entry.path);
     let read_error = |cause| SourceError::Read {
         path: entry.path.clone(),
         cause,
@@ -207,23 +310,23 @@ fn prepare(
             Ok(target) => target
                 .into_os_string()
                 .into_string()
-                .map(Ready::Link)
+                .map(Loaded::Link)
                 .map_err(|_| SourceError::NotUtf8 {
                     path: format!("{} (the target of the link)", entry.path),
                 }),
-            Err(e) if missing(&e) => Ok(Ready::Missing),
+            Err(e) if missing(&e) => Ok(Loaded::Missing),
             // Not a link in the work tree: with `core.symlinks=false` git checks a link out as a
             // file that holds its target.
             Err(e) if e.kind() == io::ErrorKind::InvalidInput => {
                 let target = std::fs::read_to_string(&path).map_err(read_error)?;
-                Ok(Ready::Link(target))
+                Ok(Loaded::Link(target))
             }
             Err(e) => Err(read_error(e)),
         };
     }
     let mut file = match File::open(&path) {
         Ok(file) => file,
-        Err(e) if missing(&e) => return Ok(Ready::Missing),
+        Err(e) if missing(&e) => return Ok(Loaded::Missing),
         Err(e) => return Err(read_error(e)),
     };
     let meta = file.metadata().map_err(read_error)?;
@@ -233,42 +336,15 @@ fn prepare(
         )));
     }
     if meta.len() > SMALL {
-        return Ok(Ready::Large(meta.len()));
+        return Ok(Loaded::Large(meta.len()));
     }
-    let mut data = Vec::with_capacity(meta.len() as usize);
-    file.read_to_end(&mut data).map_err(read_error)?;
-    compress(
-        &entry.path,
-        &data,
-        base.unix_permissions(entry.kind.permissions()),
-    )
-    .map(Ready::Compressed)
+    buf.clear();
+    file.read_to_end(buf).map_err(read_error)?;
+    Ok(Loaded::Data)
 }
 
-/// Deflates `data`, or stores it when deflate does not make it smaller (as `zip` does).
-fn compress(
-    name: &str,
-    data: &[u8],
-    options: SimpleFileOptions,
-) -> Result<PreparedZipFile, SourceError> {
-    let failed = |e: zip::result::ZipError| SourceError::Write {
-        path: name.to_owned(),
-        cause: format!("cannot compress: {e}"),
-    };
-    if !data.is_empty() {
-        let deflated = PreparedZipFile::from_data(name, options, data).map_err(failed)?;
-        if deflated.compressed_size() < data.len() as u64 {
-            return Ok(deflated);
-        }
-    }
-    let stored = options
-        .compression_method(CompressionMethod::Stored)
-        .compression_level(None);
-    PreparedZipFile::from_data(name, stored, data).map_err(failed)
-}
-
-/// The hand-over between the workers and the writer: workers claim the next index while it is
-/// less than [`WINDOW`] ahead of the writer, and put what they made; the writer takes each index
+/// The hand-over between the workers and the writer: workers claim the next run while it is
+/// less than [`WINDOW`] ahead of the writer, and put what they made; the writer takes each run
 /// in turn.
 struct Window {
     state: Mutex<State>,
@@ -279,7 +355,7 @@ struct Window {
 struct State {
     next: usize,
     written: usize,
-    ready: BTreeMap<usize, Result<Ready, SourceError>>,
+    ready: BTreeMap<usize, Result<Vec<Piece>, SourceError>>,
     stopped: bool,
 }
 
@@ -316,13 +392,13 @@ impl Window {
         }
     }
 
-    fn put(&self, i: usize, ready: Result<Ready, SourceError>) {
+    fn put(&self, i: usize, ready: Result<Vec<Piece>, SourceError>) {
         self.lock().ready.insert(i, ready);
         self.changed.notify_all();
     }
 
-    /// What the workers made of index `i`, once they have.
-    fn take(&self, i: usize) -> Result<Ready, SourceError> {
+    /// What the workers made of run `i`, once they have.
+    fn take(&self, i: usize) -> Result<Vec<Piece>, SourceError> {
         let mut s = self.lock();
         loop {
             if let Some(ready) = s.ready.remove(&i) {
@@ -332,7 +408,7 @@ impl Window {
         }
     }
 
-    /// Index `i` is in the zip: the workers may run one further.
+    /// Run `i` is in the zip: the workers may run one further.
     fn done(&self, i: usize) {
         self.lock().written = i + 1;
         self.changed.notify_all();
@@ -443,7 +519,7 @@ mod tests {
     fn same_tree_same_bytes_whatever_the_threads_do() {
         let dir = tempfile::tempdir().unwrap();
         let mut entries = Vec::new();
-        for i in 0..(WINDOW * 3) {
+        for i in 0..(CHUNK * WINDOW * 3) {
             let path = format!("f{i:04}.txt");
             std::fs::write(dir.path().join(&path), format!("file {i}\n").repeat(i)).unwrap();
             entries.push(tracked(&path, Kind::File));
@@ -461,6 +537,25 @@ mod tests {
         );
         entries[1].kind = Kind::Executable;
         assert!(zip_of(dir.path(), &entries).0 != first);
+    }
+
+    #[test]
+    fn compressed_formats_and_empty_files_are_stored() {
+        let cases = [
+            ("a/logo.png", 10, true),
+            ("a/Photo.JPG", 10, true),
+            ("fonts/x.woff2", 10, true),
+            ("vendor/lib.tar.gz", 10, true),
+            ("empty.txt", 0, true),
+            ("lib/app.ex", 10, false),
+            ("png", 10, false),
+            (".png", 10, false),
+            ("a.png/readme", 10, false),
+            ("ü.zip", 10, true),
+        ];
+        for (path, size, want) in cases {
+            assert_eq!(stored(path, size), want, "{path}");
+        }
     }
 
     #[test]

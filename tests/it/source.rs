@@ -648,7 +648,12 @@ fn credentials_and_the_source_policy_against_moto_with_iam_on() {
 #[test]
 fn bad_input_is_exit_2_with_one_line_naming_the_value() {
     let (test, _) = project();
-    let cases: &[(&[&str], &[(&str, &str)], &str)] = &[
+    type Case = (
+        &'static [&'static str],
+        &'static [(&'static str, &'static str)],
+        &'static str,
+    );
+    let cases: &[Case] = &[
         (
             &["source", "--key", "src.zip"],
             &[],
