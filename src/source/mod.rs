@@ -252,7 +252,7 @@ fn write_zip(
 
 /// `GetBucketVersioning`: off or suspended is an error; `true` when versioning is on, `false`
 /// when the caller may not ask (a warning, and the upload goes on).
-async fn check_versioning(client: &aws_sdk_s3::Client, bucket: &str) -> Result<bool, SourceError> {
+async fn check_versioning(client: &s3::Client, bucket: &str) -> Result<bool, SourceError> {
     match s3::versioning(client, bucket).await? {
         Versioning::Enabled => Ok(true),
         Versioning::Suspended => Err(SourceError::VersioningOff {
@@ -274,7 +274,7 @@ async fn check_versioning(client: &aws_sdk_s3::Client, bucket: &str) -> Result<b
 
 /// Uploads the zip; an object without a version id means the bucket is not versioned.
 async fn upload(
-    client: &aws_sdk_s3::Client,
+    client: &s3::Client,
     target: &target::Target,
     zip: &Made,
     versioning_checked: bool,
