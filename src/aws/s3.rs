@@ -48,6 +48,9 @@ pub struct Client {
     /// `Some(base)` with an endpoint override: path-style addresses under it (a stand-in on
     /// `127.0.0.1` has no `<bucket>.127.0.0.1` host name).
     endpoint: Option<String>,
+    /// Resolved once per run: behind a role, each resolution can be a call to STS or to the
+    /// container's credentials endpoint.
+    credentials: tokio::sync::OnceCell<aws_credential_types::Credentials>,
 }
 
 /// The S3 client of the shared config: its region and credentials, `AWS_ENDPOINT_URL_S3` or
@@ -75,6 +78,7 @@ pub fn client(config: &SdkConfig) -> Client {
         config: config.clone(),
         connector,
         endpoint,
+        credentials: tokio::sync::OnceCell::new(),
     }
 }
 
@@ -450,15 +454,20 @@ impl Client {
         let no_credentials = Some(
             "no AWS credentials found: in CI set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or a role; locally AWS_PROFILE",
         );
-        let provider = self
-            .config
-            .credentials_provider()
-            .ok_or_else(|| failed("no credentials provider".into(), no_credentials))?;
-        let credentials = provider
-            .provide_credentials()
-            .await
-            .map_err(|e| failed(crate::error::error_chain(&e), no_credentials))?;
-        let identity = credentials.into();
+        let credentials = self
+            .credentials
+            .get_or_try_init(|| async {
+                let provider = self
+                    .config
+                    .credentials_provider()
+                    .ok_or_else(|| failed("no credentials provider".into(), no_credentials))?;
+                provider
+                    .provide_credentials()
+                    .await
+                    .map_err(|e| failed(crate::error::error_chain(&e), no_credentials))
+            })
+            .await?;
+        let identity = credentials.clone().into();
         let mut settings = SigningSettings::default();
         settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
         settings.percent_encoding_mode = PercentEncodingMode::Single;
