@@ -4,8 +4,8 @@
 //! Five REST calls, made here on the pieces the other AWS clients already link: the shared
 //! config's credentials and region, `aws-sigv4` to sign, the smithy HTTP connector (rustls,
 //! proxies) to send. The aws-sdk-s3 crate would do the same, but it brings S3's whole endpoint
-//! rule set, S3 Express sessions and its checksum machinery: 2.6 MB more in a binary that must
-//! stay under 15 MB. Requests follow the Amazon S3 API Reference (GetBucketVersioning,
+//! rule set, S3 Express sessions and its checksum machinery: 1.9 MB more (measured on the release
+//! binary, 14.0 MB against 15.9 MB) in a binary that must stay under 15 MB. Requests follow the Amazon S3 API Reference (GetBucketVersioning,
 //! PutObject, CreateMultipartUpload, UploadPart, CompleteMultipartUpload, AbortMultipartUpload).
 
 use std::path::Path;
