@@ -144,6 +144,22 @@ pub enum Command {
         /// Also allow ecr:CreateRepository (for --create-repositories)
         #[arg(long)]
         create_repositories: bool,
+        /// Print the policy of `ecrship source` instead: s3:PutObject on the zip, s3:GetBucketVersioning on its bucket
+        #[arg(long)]
+        source: bool,
+        #[command(flatten)]
+        target: SourceTarget,
+    },
+    /// Zip the sources with .git-commit-hash and upload the zip to the versioned S3 bucket that starts the pipeline
+    Source {
+        #[command(flatten)]
+        target: SourceTarget,
+        /// Also keep the zip in FILE (a dry-run writes src.zip when not given)
+        #[arg(long, value_name = "FILE", env = "ECRSHIP_SOURCE_OUT")]
+        out: Option<PathBuf>,
+        /// Write the zip, call no AWS API and upload nothing
+        #[arg(long, env = "ECRSHIP_DRY_RUN")]
+        dry_run: bool,
     },
     /// Check imagedefinitions.json against the task definition of the ECS service in [deploy]
     Verify,
@@ -159,6 +175,16 @@ pub enum Command {
         #[arg(long, env = "ECRSHIP_DRY_RUN")]
         dry_run: bool,
     },
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SourceTarget {
+    /// S3 bucket of the pipeline's source stage, versioning on [default: [source] bucket]
+    #[arg(long, value_name = "BUCKET", env = "ECRSHIP_SOURCE_BUCKET")]
+    pub bucket: Option<String>,
+    /// Object key of the source zip in that bucket [default: [source] key]
+    #[arg(long, value_name = "KEY", env = "ECRSHIP_SOURCE_KEY")]
+    pub key: Option<String>,
 }
 
 #[derive(Debug, Clone, Args)]

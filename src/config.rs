@@ -76,6 +76,26 @@ impl Default for TagConfig {
     }
 }
 
+/// The `[source]` table: what `ecrship source` puts in the source zip, and where the zip goes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SourceConfig {
+    /// The S3 bucket that CodePipeline's source stage watches.
+    pub bucket: Option<Located>,
+    /// The object key in that bucket.
+    pub key: Option<Located>,
+    /// Paths (files or folders) to put in the zip; `None`: every file git tracks.
+    pub include: Option<Vec<Located>>,
+    /// Paths (files or folders) to leave out of what `include` (or git) gives.
+    pub exclude: Vec<Located>,
+}
+
+/// A value of the config, with the line it was written on (for messages).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Located {
+    pub value: String,
+    pub line: usize,
+}
+
 /// Where a build argument or secret takes its value from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "from", rename_all = "lowercase")]
@@ -178,6 +198,7 @@ pub struct Config {
     pub reuse_max_age: std::time::Duration,
     pub images: Vec<Image>,
     pub deploy: Option<DeployConfig>,
+    pub source: SourceConfig,
 }
 
 /// `reuse_max_age` when the config says nothing: base-image updates still arrive weekly.
@@ -320,6 +341,10 @@ impl Config {
             }
             None => None,
         };
+        let source = raw
+            .source
+            .validate(&|span: Span| line_of(text, span.start))
+            .map_err(|(span, m)| at(Some(span), m))?;
 
         Ok(Config {
             origin,
@@ -332,6 +357,7 @@ impl Config {
             reuse_max_age,
             images,
             deploy,
+            source,
         })
     }
 
@@ -394,6 +420,8 @@ struct RawConfig {
     #[serde(default)]
     image: Vec<Spanned<RawImage>>,
     deploy: Option<Spanned<RawDeploy>>,
+    #[serde(default)]
+    source: RawSource,
 }
 
 #[derive(Deserialize)]
@@ -401,6 +429,71 @@ struct RawConfig {
 struct RawDeploy {
     cluster: Spanned<String>,
     service: Spanned<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+struct RawSource {
+    bucket: Option<Spanned<String>>,
+    key: Option<Spanned<String>>,
+    include: Option<Spanned<Vec<Spanned<String>>>>,
+    exclude: Vec<Spanned<String>>,
+}
+
+impl RawSource {
+    /// Checks the bucket and key against S3's rules and cleans the listed paths.
+    fn validate(self, line: &dyn Fn(Span) -> usize) -> Result<SourceConfig, (Span, String)> {
+        let located = |s: &Spanned<String>, value: String| Located {
+            value,
+            line: line(s.span()),
+        };
+        let bucket = match &self.bucket {
+            Some(b) => {
+                let value = b.get_ref().trim().to_owned();
+                if let Some(reason) = crate::source::target::bucket_violation(&value) {
+                    return Err((b.span(), format!("[source] bucket `{value}` {reason}")));
+                }
+                Some(located(b, value))
+            }
+            None => None,
+        };
+        let key = match &self.key {
+            Some(k) => {
+                let value = k.get_ref().clone();
+                if let Some(reason) = crate::source::target::key_violation(&value) {
+                    return Err((k.span(), format!("[source] key `{value}` {reason}")));
+                }
+                Some(located(k, value))
+            }
+            None => None,
+        };
+        let paths = |list: &[Spanned<String>], what: &str| {
+            list.iter()
+                .map(|p| {
+                    clean_relative(p.get_ref())
+                        .map(|value| located(p, value))
+                        .map_err(|m| (p.span(), format!("[source] {what}: {m}")))
+                })
+                .collect::<Result<Vec<_>, _>>()
+        };
+        let include = match &self.include {
+            Some(list) if list.get_ref().is_empty() => {
+                return Err((
+                    list.span(),
+                    "[source] include is empty: list the paths to zip, or leave `include` out to zip every file git tracks".into(),
+                ));
+            }
+            Some(list) => Some(paths(list.get_ref(), "include")?),
+            None => None,
+        };
+        let exclude = paths(&self.exclude, "exclude")?;
+        Ok(SourceConfig {
+            bucket,
+            key,
+            include,
+            exclude,
+        })
+    }
 }
 
 #[derive(Deserialize)]
@@ -1181,6 +1274,39 @@ team = "web"
     }
 
     #[test]
+    fn source_table() {
+        let c = parse(
+            "[[image]]\nname = \"app\"\n[source]\nbucket = \"src-bucket\"\nkey = \"app/src.zip\"\n\
+             include = [\"lib/\", \"./mix.exs\",\n  \"config\"]\nexclude = [\"lib/test\"]\n",
+        )
+        .unwrap();
+        let s = &c.source;
+        assert_eq!(
+            s.bucket,
+            Some(Located {
+                value: "src-bucket".into(),
+                line: 4
+            })
+        );
+        assert_eq!(
+            s.key.as_ref().map(|k| k.value.as_str()),
+            Some("app/src.zip")
+        );
+        let include: Vec<(&str, usize)> = s
+            .include
+            .iter()
+            .flatten()
+            .map(|l| (l.value.as_str(), l.line))
+            .collect();
+        assert_eq!(include, [("lib", 6), ("mix.exs", 6), ("config", 7)]);
+        assert_eq!(s.exclude[0].value, "lib/test");
+        assert_eq!(
+            parse("[[image]]\nname = \"app\"\n").unwrap().source,
+            SourceConfig::default()
+        );
+    }
+
+    #[test]
     fn durations() {
         assert_eq!(
             parse_duration("90s"),
@@ -1204,6 +1330,42 @@ team = "web"
             parse("[[image]]\nname = \"app\"\n").unwrap().reuse_max_age,
             DEFAULT_REUSE_MAX_AGE
         );
+    }
+
+    #[test]
+    fn source_errors_name_file_line_and_value() {
+        let cases: &[(&str, &[&str])] = &[
+            ("[source]\nbuckett = \"x\"\n", &["line 2", "buckett"]),
+            (
+                "[source]\nbucket = \"Not_A_Bucket\"\n",
+                &["line 2", "`Not_A_Bucket`", "bucket name"],
+            ),
+            (
+                "[source]\nkey = \"dir/\"\n",
+                &["line 2", "`dir/`", "folder"],
+            ),
+            ("[source]\ninclude = []\n", &["line 2", "include is empty"]),
+            (
+                "[source]\ninclude = [\"a\",\n\"../up\"]\n",
+                &["line 3", "include", "leaves the project root"],
+            ),
+            (
+                "[source]\nexclude = [\"/abs\"]\n",
+                &["line 2", "exclude", "relative"],
+            ),
+            ("[source]\ninclude = \"lib\"\n", &["line 2", "include"]),
+        ];
+        for (text, needles) in cases {
+            let text = format!("[[image]]\nname = \"app\"\n{text}");
+            let msg = error(&text);
+            assert!(!msg.contains('\n'), "one line: {msg:?}");
+            for needle in *needles {
+                let needle = needle
+                    .replace("line 2", "line 4")
+                    .replace("line 3", "line 5");
+                assert!(msg.contains(&needle), "{text:?}: {msg:?} lacks {needle:?}");
+            }
+        }
     }
 
     #[test]

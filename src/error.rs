@@ -7,6 +7,7 @@ use crate::context::ContextError;
 use crate::deploy::DeployError;
 use crate::docker::DockerError;
 use crate::registry::RegistryError;
+use crate::source::SourceError;
 use crate::tag::TagError;
 
 /// Exit code for bad usage, config or input.
@@ -34,6 +35,8 @@ pub enum Error {
     Registry(#[from] Box<RegistryError>),
     #[error(transparent)]
     Deploy(#[from] DeployError),
+    #[error(transparent)]
+    Source(#[from] SourceError),
     #[error("image `{image}`: {source}")]
     Image { image: String, source: Box<Error> },
     #[error("{0}")]
@@ -54,6 +57,7 @@ impl Error {
             | Error::Aws(_)
             | Error::Registry(_)
             | Error::Failed(_) => EXIT_FAILED,
+            Error::Source(e) => e.exit_code(),
             Error::Interrupted { code, .. } => *code,
         }
     }

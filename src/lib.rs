@@ -19,6 +19,7 @@ pub mod policy;
 pub mod preflight;
 pub mod registry;
 pub mod secret;
+pub mod source;
 
 pub mod tag;
 pub mod view;
@@ -51,7 +52,28 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             printer.result(&PlanReport::new(&plan))
         }
         Command::Policy {
+            source: true,
+            target,
+            ..
+        } => {
+            let config = Config::load(root, cli.global.config.as_deref())?;
+            let (bucket, key) = source::target::resolve(
+                target.bucket.as_deref(),
+                target.key.as_deref(),
+                &config.source,
+                env,
+            )?;
+            let target = source::target::require(bucket, key, &config.origin)?;
+            let scope = policy::resolve_scope(None, env);
+            let policy = policy::source_policy(&target, scope.partition);
+            for note in &policy.notes {
+                tracing::warn!("{note}");
+            }
+            printer.result(&policy.document)
+        }
+        Command::Policy {
             create_repositories,
+            ..
         } => {
             let config = Config::load(root, cli.global.config.as_deref())?;
             let registry = cli
@@ -95,6 +117,20 @@ pub fn run(cli: Cli) -> Result<(), Error> {
                 dry_run,
             };
             printer.result(&run_steps(&cli.global, &images, &request)?)
+        }
+        Command::Source {
+            target,
+            out,
+            dry_run,
+        } => {
+            let config = Config::load(root, cli.global.config.as_deref())?;
+            let request = source::Request {
+                bucket: target.bucket.as_deref(),
+                key: target.key.as_deref(),
+                out: out.as_deref(),
+                dry_run,
+            };
+            printer.result(&source::run(root, &config, &request, &env)?)
         }
         Command::Release {
             images,
@@ -185,12 +221,12 @@ pub fn load_plan(global: &cli::Global, names: &[String]) -> Result<(Config, Plan
             registry.source
         );
     }
-    if let Some(platform) = global.platform.as_deref() {
-        if let Some(reason) = config::platform_violation(platform) {
-            return Err(Error::Usage(format!(
-                "--platform / ECRSHIP_PLATFORM `{platform}` {reason}"
-            )));
-        }
+    if let Some(platform) = global.platform.as_deref()
+        && let Some(reason) = config::platform_violation(platform)
+    {
+        return Err(Error::Usage(format!(
+            "--platform / ECRSHIP_PLATFORM `{platform}` {reason}"
+        )));
     }
     let plan = Plan::new(&config, &images, tag, registry, global.platform.as_deref());
     Ok((config, plan))

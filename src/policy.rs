@@ -285,6 +285,44 @@ fn distinct(items: impl Iterator<Item = String>) -> Vec<String> {
     out
 }
 
+/// The policy of the source side (`ecrship policy --source`), for the CI user or role that runs
+/// `ecrship source`: `s3:PutObject` on exactly the zip's object (it also covers the multipart
+/// upload's `CreateMultipartUpload`, `UploadPart` and `CompleteMultipartUpload`: Amazon S3 API
+/// Reference, "Multipart upload API and permissions"), and `s3:GetBucketVersioning` on its bucket
+/// for the versioning check. S3 ARNs carry no region and no account.
+pub fn source_policy(target: &crate::source::target::Target, partition: &str) -> Policy {
+    let crate::source::target::Target { bucket, key } = target;
+    let statement = vec![
+        Statement {
+            sid: "SourceUpload",
+            effect: "Allow",
+            action: vec!["s3:PutObject"],
+            resource: Resource::One(format!("arn:{partition}:s3:::{bucket}/{key}")),
+        },
+        Statement {
+            sid: "SourceVersioning",
+            effect: "Allow",
+            action: vec!["s3:GetBucketVersioning"],
+            resource: Resource::One(format!("arn:{partition}:s3:::{bucket}")),
+        },
+    ];
+    let mut notes = vec![format!(
+        "a zip above 8 MiB goes up in parts; when such an upload fails, ecrship aborts it only with          `s3:AbortMultipartUpload` on arn:{partition}:s3:::{bucket}/{key}, else its parts stay until a lifecycle          rule (AbortIncompleteMultipartUpload) removes them"
+    )];
+    if key.contains(['*', '?']) {
+        notes.push(format!(
+            "the key `{key}` holds `*` or `?`, which IAM reads as wildcards: the policy allows more objects than this one"
+        ));
+    }
+    Policy {
+        document: PolicyDocument {
+            version: POLICY_VERSION,
+            statement,
+        },
+        notes,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -705,5 +743,49 @@ repository = "team/app"
             p.notes
         );
         assert!(parsed(&p).is_object(), "notes stay out of the JSON");
+    }
+
+    #[test]
+    fn source_policy_names_exactly_the_object_and_its_bucket() {
+        let target = crate::source::target::Target {
+            bucket: "src-bucket".into(),
+            key: "app/src.zip".into(),
+        };
+        let p = source_policy(&target, "aws");
+        let want = json!({
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Sid": "SourceUpload",
+                    "Effect": "Allow",
+                    "Action": ["s3:PutObject"],
+                    "Resource": "arn:aws:s3:::src-bucket/app/src.zip"
+                },
+                {
+                    "Sid": "SourceVersioning",
+                    "Effect": "Allow",
+                    "Action": ["s3:GetBucketVersioning"],
+                    "Resource": "arn:aws:s3:::src-bucket"
+                }
+            ]
+        });
+        assert_eq!(parsed(&p), want);
+        assert_eq!(p.notes.len(), 1, "{:?}", p.notes);
+        assert!(
+            p.notes[0].contains("s3:AbortMultipartUpload"),
+            "{:?}",
+            p.notes
+        );
+
+        let target = crate::source::target::Target {
+            bucket: "src-bucket".into(),
+            key: "src-*.zip".into(),
+        };
+        let p = source_policy(&target, "aws-cn");
+        assert_eq!(
+            parsed(&p)["Statement"][0]["Resource"],
+            "arn:aws-cn:s3:::src-bucket/src-*.zip"
+        );
+        assert!(p.notes[1].contains("wildcards"), "{:?}", p.notes);
     }
 }

@@ -1,8 +1,9 @@
-//! The AWS edge: configuration from the default chain, ECR login, SSM parameters and the ECS
-//! facts of the deploy preflight.
+//! The AWS edge: configuration from the default chain, ECR login, SSM parameters, the ECS
+//! facts of the deploy preflight and the S3 upload of the source zip.
 
 pub mod ecr;
 pub mod ecs;
+pub mod s3;
 pub mod ssm;
 
 use std::time::Duration;

@@ -207,30 +207,30 @@ where
             let inode =
                 (meta.nlink() > 1 && meta.file_type().is_file()).then(|| (meta.dev(), meta.ino()));
             let linked = inode.is_some_and(|key| self.links.contains_key(&key));
-            if let Some(content) = &plan.dockerignore {
-                if (meta.file_type().is_file() && !linked) || plan.dockerignore_rewritten {
-                    let mode = if meta.file_type().is_file() {
-                        mode(&meta)
-                    } else {
-                        GENERATED_MODE
-                    };
-                    self.header(
-                        EntryType::Regular,
-                        rel,
-                        None,
-                        mode,
-                        mtime(&meta),
-                        content.len() as u64,
-                        None,
-                    )?;
-                    self.content(content)?;
-                    self.out.pad(content.len() as u64)?;
-                    self.files += 1;
-                    if let Some(key) = inode {
-                        self.links.entry(key).or_insert_with(|| rel.to_vec());
-                    }
-                    return Ok(());
+            if let Some(content) = &plan.dockerignore
+                && ((meta.file_type().is_file() && !linked) || plan.dockerignore_rewritten)
+            {
+                let mode = if meta.file_type().is_file() {
+                    mode(&meta)
+                } else {
+                    GENERATED_MODE
+                };
+                self.header(
+                    EntryType::Regular,
+                    rel,
+                    None,
+                    mode,
+                    mtime(&meta),
+                    content.len() as u64,
+                    None,
+                )?;
+                self.content(content)?;
+                self.out.pad(content.len() as u64)?;
+                self.files += 1;
+                if let Some(key) = inode {
+                    self.links.entry(key).or_insert_with(|| rel.to_vec());
                 }
+                return Ok(());
             }
         }
 

@@ -368,10 +368,10 @@ impl Prepared {
                 },
                 None,
             );
-            if let Err(err) = &result {
-                if !matches!(err, ContextError::Cancelled) {
-                    let _ = tx.blocking_send(Err(io::Error::other(err.to_string())));
-                }
+            if let Err(err) = &result
+                && !matches!(err, ContextError::Cancelled)
+            {
+                let _ = tx.blocking_send(Err(io::Error::other(err.to_string())));
             }
             result
         });
@@ -492,29 +492,29 @@ impl SyncedContext {
                     link,
                     Some(device),
                 );
-                if kind == digest::Kind::File {
-                    if let Some(source) = &entry.source {
-                        let shown =
-                            shown_in(&self.shown_root, std::ffi::OsStr::from_bytes(&entry.path));
-                        let read_error = |cause| ContextError::Read {
-                            path: shown.clone(),
-                            cause,
+                if kind == digest::Kind::File
+                    && let Some(source) = &entry.source
+                {
+                    let shown =
+                        shown_in(&self.shown_root, std::ffi::OsStr::from_bytes(&entry.path));
+                    let read_error = |cause| ContextError::Read {
+                        path: shown.clone(),
+                        cause,
+                    };
+                    let mut file = fs::File::open(source).map_err(read_error)?;
+                    let mut total = 0u64;
+                    loop {
+                        let n = match io::Read::read(&mut file, &mut buf) {
+                            Ok(0) => break,
+                            Ok(n) => n,
+                            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                            Err(e) => return Err(read_error(e)),
                         };
-                        let mut file = fs::File::open(source).map_err(read_error)?;
-                        let mut total = 0u64;
-                        loop {
-                            let n = match io::Read::read(&mut file, &mut buf) {
-                                Ok(0) => break,
-                                Ok(n) => n,
-                                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                                Err(e) => return Err(read_error(e)),
-                            };
-                            total += n as u64;
-                            digest.data(&buf[..n]);
-                        }
-                        if total != entry.size as u64 {
-                            return Err(ContextError::Changed { path: shown });
-                        }
+                        total += n as u64;
+                        digest.data(&buf[..n]);
+                    }
+                    if total != entry.size as u64 {
+                        return Err(ContextError::Changed { path: shown });
                     }
                 }
                 Ok(())

@@ -99,11 +99,11 @@ impl Filter {
             cause,
         };
         let mut include = include.to_vec();
-        if !follow.is_empty() {
-            if let Some(targets) = follow_links(root, follow)? {
-                include.extend(targets);
-                include = dedupe_paths(include);
-            }
+        if !follow.is_empty()
+            && let Some(targets) = follow_links(root, follow)?
+        {
+            include.extend(targets);
+            include = dedupe_paths(include);
         }
         let include = (!include.is_empty())
             .then(|| Patterns::from_list(&include))
@@ -424,10 +424,10 @@ fn read_symlinks(root: &Path, rel: &str) -> Result<Option<Vec<String>>, ContextE
         names.sort();
         for name in names {
             let Some(name) = name.to_str() else { continue };
-            if glob_match(base, name) {
-                if let Some(targets) = read_symlinks(root, &clean_join(dir, name))? {
-                    out.extend(targets);
-                }
+            if glob_match(base, name)
+                && let Some(targets) = read_symlinks(root, &clean_join(dir, name))?
+            {
+                out.extend(targets);
             }
         }
         return Ok((!out.is_empty()).then_some(out));

@@ -439,10 +439,10 @@ impl Run<'_> {
         }
         view.state(&label, State::Building);
         let request = self.request(image, build, job, &inputs, &deps);
-        if let Some(target) = self.env.target {
-            if self.options.builder == Builder::Classic {
-                self.pull_cache(&label, &request, target).await;
-            }
+        if let Some(target) = self.env.target
+            && self.options.builder == Builder::Classic
+        {
+            self.pull_cache(&label, &request, target).await;
         }
         let built = build::build(
             self.env.daemon,

@@ -571,10 +571,10 @@ impl Silent {
                 if stopped.load(Ordering::SeqCst) {
                     break;
                 }
-                if let Ok(conn) = conn {
-                    if !close_at_once {
-                        held.push(conn);
-                    }
+                if let Ok(conn) = conn
+                    && !close_at_once
+                {
+                    held.push(conn);
                 }
             }
         });

@@ -11,4 +11,5 @@ mod push;
 mod reuse;
 mod secrets;
 mod smoke;
+mod source;
 mod view;

@@ -1,0 +1,237 @@
+//! Where the zip goes: the bucket and the key, from the flag, its environment twin or
+//! `[source]`, checked against S3's naming rules. Pure: the environment comes in as a closure.
+
+use super::SourceError;
+use crate::config::{Origin, SourceConfig};
+
+/// Environment twin of `--bucket`.
+pub const BUCKET_ENV: &str = "ECRSHIP_SOURCE_BUCKET";
+/// Environment twin of `--key`.
+pub const KEY_ENV: &str = "ECRSHIP_SOURCE_KEY";
+
+/// The object the zip is put to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub bucket: String,
+    pub key: String,
+}
+
+/// The bucket and the key, each from the flag (or its environment twin, which clap merged into
+/// it), else the config; `None` for a part that nobody gave. A value that breaks S3's rules is
+/// an error naming it and where it came from.
+pub fn resolve(
+    flag_bucket: Option<&str>,
+    flag_key: Option<&str>,
+    config: &SourceConfig,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<(Option<String>, Option<String>), SourceError> {
+    let pick = |flag: Option<&str>,
+                flag_name: &str,
+                var: &str,
+                checker: fn(&str) -> Option<&'static str>| {
+        let Some(value) = flag else {
+            return Ok(None);
+        };
+        let value = value.trim().to_owned();
+        match checker(&value) {
+            None => Ok(Some(value)),
+            Some(reason) => {
+                // clap merges the flag and its twin: the twin is the origin when it holds this value.
+                let origin = if env(var).is_some_and(|v| v.trim() == value) {
+                    format!("environment variable `{var}`")
+                } else {
+                    format!("`{flag_name}`")
+                };
+                Err(SourceError::Target(format!(
+                    "{} `{value}` from {origin} {reason}",
+                    &flag_name[2..]
+                )))
+            }
+        }
+    };
+    let bucket = pick(flag_bucket, "--bucket", BUCKET_ENV, bucket_violation)?
+        .or_else(|| config.bucket.as_ref().map(|b| b.value.clone()));
+    let key = pick(flag_key, "--key", KEY_ENV, key_violation)?
+        .or_else(|| config.key.as_ref().map(|k| k.value.clone()));
+    Ok((bucket, key))
+}
+
+/// Both parts, or an error that says how to give the missing one.
+pub fn require(
+    bucket: Option<String>,
+    key: Option<String>,
+    origin: &Origin,
+) -> Result<Target, SourceError> {
+    let missing = |what: &str, flag: &str, var: &str| {
+        SourceError::Target(format!(
+            "no {what}: give `{flag}`, set {var}, or set `[source] {what}` in {}",
+            match origin {
+                Origin::File(_) => origin.to_string(),
+                Origin::Embedded => "ecrship.toml".to_owned(),
+            }
+        ))
+    };
+    let bucket = bucket.ok_or_else(|| missing("bucket", "--bucket", BUCKET_ENV))?;
+    let key = key.ok_or_else(|| missing("key", "--key", KEY_ENV))?;
+    Ok(Target { bucket, key })
+}
+
+/// Why `name` is not a general purpose S3 bucket name, or `None` when it is one (AWS, Amazon S3
+/// User Guide, "General purpose bucket naming rules"): 3 to 63 characters of lowercase letters,
+/// digits, `.` and `-`; a letter or digit at both ends; no `..`; not an IP address; none of the
+/// reserved prefixes `xn--`, `sthree-`, `amzn-s3-demo-` and suffixes `-s3alias`, `--ol-s3`,
+/// `.mrap`, `--x-s3`, `--table-s3`.
+pub fn bucket_violation(name: &str) -> Option<&'static str> {
+    if !(3..=63).contains(&name.len()) {
+        return Some("is not a bucket name: it must be 3 to 63 characters long");
+    }
+    let allowed = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-';
+    if !name.bytes().all(allowed) {
+        return Some(
+            "is not a bucket name: only lowercase letters, digits, `.` and `-` are allowed",
+        );
+    }
+    let end_ok = |b: Option<u8>| b.is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    if !end_ok(name.bytes().next()) || !end_ok(name.bytes().last()) {
+        return Some("is not a bucket name: it must begin and end with a letter or a digit");
+    }
+    if name.contains("..") {
+        return Some("is not a bucket name: it has two periods in a row");
+    }
+    if name.parse::<std::net::Ipv4Addr>().is_ok() {
+        return Some("is not a bucket name: it has the form of an IP address");
+    }
+    let reserved_prefix = ["xn--", "sthree-", "amzn-s3-demo-"]
+        .iter()
+        .any(|p| name.starts_with(p));
+    let reserved_suffix = ["-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3"]
+        .iter()
+        .any(|s| name.ends_with(s));
+    if reserved_prefix || reserved_suffix {
+        return Some("is not a bucket name: it uses a prefix or suffix that S3 reserves");
+    }
+    None
+}
+
+/// Why `key` cannot be the source object's key, or `None` (AWS, Amazon S3 User Guide, "Naming
+/// Amazon S3 objects": a key is at most 1,024 bytes of UTF-8). A key ending in `/` names a
+/// folder in the console, not a zip that CodePipeline can take.
+pub fn key_violation(key: &str) -> Option<&'static str> {
+    if key.is_empty() {
+        Some("is not an object key: it is empty")
+    } else if key.len() > 1024 {
+        Some("is not an object key: it is longer than 1,024 bytes")
+    } else if key.ends_with('/') {
+        Some("is not an object key for a zip: it ends with `/`, which names a folder")
+    } else if key.chars().any(char::is_control) {
+        Some("is not an object key for a zip: it holds a control character")
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Located;
+    use crate::test_env::env;
+
+    #[test]
+    fn bucket_names() {
+        for ok in ["abc", "my-source-bucket", "a.b.c", "123", &"a".repeat(63)] {
+            assert_eq!(bucket_violation(ok), None, "{ok}");
+        }
+        let cases = [
+            ("ab", "3 to 63"),
+            (&"a".repeat(64), "3 to 63"),
+            ("My-Bucket", "lowercase"),
+            ("my_bucket", "lowercase"),
+            ("-abc", "begin and end"),
+            ("abc.", "begin and end"),
+            ("a..b", "two periods"),
+            ("192.168.5.4", "IP address"),
+            ("xn--abc", "reserve"),
+            ("abc-s3alias", "reserve"),
+            ("abc--x-s3", "reserve"),
+        ];
+        for (bad, why) in cases {
+            let reason = bucket_violation(bad).unwrap_or_else(|| panic!("{bad} passed"));
+            assert!(reason.contains(why), "{bad}: {reason}");
+        }
+    }
+
+    #[test]
+    fn key_names() {
+        for ok in [
+            "src.zip",
+            "path/to/src.zip",
+            "ソース.zip",
+            &"k".repeat(1024),
+        ] {
+            assert_eq!(key_violation(ok), None, "{ok}");
+        }
+        for bad in ["", "folder/", "a\nb", &"k".repeat(1025)] {
+            assert!(key_violation(bad).is_some(), "{bad:?}");
+        }
+    }
+
+    fn config(bucket: &str, key: &str) -> SourceConfig {
+        SourceConfig {
+            bucket: Some(Located {
+                value: bucket.into(),
+                line: 2,
+            }),
+            key: Some(Located {
+                value: key.into(),
+                line: 3,
+            }),
+            ..SourceConfig::default()
+        }
+    }
+
+    #[test]
+    fn flags_win_over_the_config_and_each_part_falls_back_alone() {
+        let c = config("from-config", "config.zip");
+        let got = resolve(Some("from-flag"), None, &c, env(&[])).unwrap();
+        assert_eq!(got, (Some("from-flag".into()), Some("config.zip".into())));
+        let got = resolve(None, None, &SourceConfig::default(), env(&[])).unwrap();
+        assert_eq!(got, (None, None));
+    }
+
+    #[test]
+    fn a_bad_value_names_its_origin() {
+        let c = SourceConfig::default();
+        let err = resolve(Some("Bad_Bucket"), None, &c, env(&[])).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("bucket `Bad_Bucket` from `--bucket` is not a bucket name"),
+            "{err}"
+        );
+        assert_eq!(err.exit_code(), 2);
+        let err = resolve(None, Some("dir/"), &c, env(&[(KEY_ENV, "dir/")])).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("key `dir/` from environment variable `ECRSHIP_SOURCE_KEY`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_missing_part_says_how_to_give_it() {
+        let err = require(Some("b-1".into()), None, &Origin::Embedded).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("no key") && msg.contains("--key") && msg.contains(KEY_ENV),
+            "{msg}"
+        );
+        assert_eq!(err.exit_code(), 2);
+        let t = require(Some("b-1".into()), Some("k".into()), &Origin::Embedded).unwrap();
+        assert_eq!(
+            t,
+            Target {
+                bucket: "b-1".into(),
+                key: "k".into()
+            }
+        );
+    }
+}
