@@ -8,7 +8,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::harness::{
-    Output, Test, docker_api, moto_call, registry_tags, run_command, stack, unique_name,
+    Output, Test, docker_api, docker_host, moto_call, registry_tags, run_command, stack,
+    unique_name,
 };
 
 const RUNNER: &str = concat!(
@@ -166,9 +167,11 @@ fn project(app_dockerfile: &str) -> (Test, String, String) {
     (test, ns, tag)
 }
 
-/// Runs `src/buildspec.yml` of `test` with the runner; artifacts land in `artifacts/`.
+/// Runs `src/buildspec.yml` of `test` with the runner, on the daemon under test; artifacts land
+/// in `artifacts/`.
 fn run_buildspec(test: &Test, extra: &[(&str, &str)]) -> Output {
     let mut env = aws_env(test);
+    env.push(("DOCKER_HOST".to_owned(), docker_host()));
     env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     let mut cmd = clean_command(venv().join("bin/python3"), &test.path("bin"), &env);
     cmd.arg(RUNNER)
