@@ -2,13 +2,20 @@
 //! `tests/codebuild/run_buildspec.py`: its install phase fetches the release tarball of the binary
 //! under test from moto's S3 with the AWS CLI and checks its checksum, then `ecrship build` and
 //! `ecrship push` run against the real daemon, the stack's registry and moto.
+//!
+//! The batch sample (`buildspec-batch.yml` and the merge job's `buildspec-batch-manifest.yml`)
+//! runs as a CodeBuild batch build: the amd64 job, the arm64 job, then the merge job. All three
+//! run here, one after another, on this amd64 machine and its daemon; the "ARM" job builds its
+//! arm64 images through BuildKit without emulation because their Dockerfiles only COPY.
 
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
 use crate::harness::{
-    Output, Test, docker_api, moto_call, registry_tags, run_command, stack, unique_name,
+    HttpResponse, Output, Test, basic_auth, docker_api, docker_host, http_request, moto_call,
+    registry_digest, registry_tags, run_command, stack, unique_name,
 };
 
 const RUNNER: &str = concat!(
@@ -166,9 +173,11 @@ fn project(app_dockerfile: &str) -> (Test, String, String) {
     (test, ns, tag)
 }
 
-/// Runs `src/buildspec.yml` of `test` with the runner; artifacts land in `artifacts/`.
+/// Runs `src/buildspec.yml` of `test` with the runner, on the daemon under test; artifacts land
+/// in `artifacts/`.
 fn run_buildspec(test: &Test, extra: &[(&str, &str)]) -> Output {
     let mut env = aws_env(test);
+    env.push(("DOCKER_HOST".to_owned(), docker_host()));
     env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     let mut cmd = clean_command(venv().join("bin/python3"), &test.path("bin"), &env);
     cmd.arg(RUNNER)
@@ -421,4 +430,435 @@ artifacts:
     let out = run_buildspec(&test, &[]);
     out.assert_code(2);
     assert!(out.stderr.contains("`finally` is not implemented"), "{out}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// The batch sample: buildspec-batch.yml, a build graph of an amd64 job, an arm64 job and a merge
+// job.
+
+/// A project for the batch sample: the two shipped files copied in unchanged, `app` with
+/// platforms linux/amd64 and linux/arm64 and the single-platform `web` (linux/amd64, as it names
+/// none), each in a repository of the test's own.
+fn batch_project(app_dockerfile: &str, app_files: &[&str]) -> (Test, String, String) {
+    let tag = unique_name("t");
+    let ns = unique_name("batch");
+    let config = format!(
+        "[[image]]\nname = \"app\"\nrepository = \"{ns}/app\"\ncontext = \"app\"\n\
+         platforms = [\"linux/amd64\", \"linux/arm64\"]\n\n\
+         [[image]]\nname = \"web\"\nrepository = \"{ns}/web\"\ncontext = \"web\"\n"
+    );
+    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut test = Test::new()
+        .file(
+            "src/buildspec-batch.yml",
+            std::fs::read(manifest_dir.join("buildspec-batch.yml")).unwrap(),
+        )
+        .file(
+            "src/buildspec-batch-manifest.yml",
+            std::fs::read(manifest_dir.join("buildspec-batch-manifest.yml")).unwrap(),
+        )
+        .file("src/.git-commit-hash", format!("{tag}\n"))
+        .file("src/ecrship.toml", config)
+        .file("src/app/Dockerfile", app_dockerfile)
+        .file(
+            "src/web/Dockerfile",
+            "FROM scratch\nCOPY index.html /index.html\n",
+        )
+        .file("src/web/index.html", format!("web {tag}\n"))
+        .dir("bin");
+    for name in app_files {
+        test = test.file(format!("src/app/{name}"), format!("app {name} {tag}\n"));
+    }
+    (test, ns, tag)
+}
+
+/// Runs `src/buildspec-batch.yml` of `test` as a batch build, with the release of the binary
+/// under test, the stack's registry and the daemon under test; artifacts land in `artifacts/`.
+fn run_batch_sample(test: &Test) -> Output {
+    let release = upload_release(test, false);
+    let bin = test.path("bin").display().to_string();
+    let mut env = aws_env(test);
+    env.extend([
+        ("ECRSHIP_RELEASE_S3".to_owned(), release),
+        ("ECRSHIP_INSTALL_DIR".to_owned(), bin),
+        ("ECRSHIP_REGISTRY".to_owned(), stack().registry.clone()),
+        ("DOCKER_HOST".to_owned(), docker_host()),
+    ]);
+    let mut cmd = clean_command(venv().join("bin/python3"), &test.path("bin"), &env);
+    cmd.arg(RUNNER)
+        .arg("--batch")
+        .arg("--buildspec")
+        .arg("buildspec-batch.yml")
+        .arg("--src")
+        .arg(test.path("src"))
+        .arg("--artifacts")
+        .arg(test.path("artifacts"));
+    run_command(cmd, None, Duration::from_secs(900))
+}
+
+/// The `[Batch] ...` lines of a batch run.
+fn batch_lines(out: &Output) -> Vec<&str> {
+    out.stdout
+        .lines()
+        .filter(|l| l.starts_with("[Batch] ") || l.starts_with("Batch status: "))
+        .collect()
+}
+
+/// GET from the stack's registry (user AWS) with an `Accept` header.
+fn registry_get(path: &str, accept: &str) -> HttpResponse {
+    let s = stack();
+    let stream = TcpStream::connect(&s.registry).unwrap();
+    let auth = basic_auth("AWS", &s.registry_password);
+    let response = http_request(
+        stream,
+        &s.registry,
+        "GET",
+        path,
+        &[("Authorization", &auth), ("Accept", accept)],
+        b"",
+    )
+    .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+    assert_eq!(response.status, 200, "GET {path}: {}", response.text());
+    response
+}
+
+/// Removes the local images of the test's repositories from the shared daemon.
+struct BatchCleanup {
+    ns: String,
+}
+
+impl Drop for BatchCleanup {
+    fn drop(&mut self) {
+        let s = stack();
+        for name in ["app", "web"] {
+            let repo = format!("{}/{name}", self.ns);
+            for tag in registry_tags(&s.registry, &s.registry_password, &repo) {
+                let _ = docker_api("DELETE", &format!("/images/{repo}:{tag}?force=1"));
+                let _ = docker_api(
+                    "DELETE",
+                    &format!("/images/{}/{repo}:{tag}?force=1", s.registry),
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn the_batch_sample_builds_each_platform_then_the_merge_job_writes_imagedefinitions() {
+    let s = stack();
+    let (test, ns, tag) = batch_project("FROM scratch\nCOPY hello /hello\n", &["hello"]);
+    let _cleanup = BatchCleanup { ns: ns.clone() };
+    let out = run_batch_sample(&test);
+    out.assert_success();
+    assert_eq!(
+        batch_lines(&out),
+        [
+            "[Batch] Starting build build_amd64 (LINUX_CONTAINER, aws/codebuild/amazonlinux2-x86_64-standard:5.0, BUILD_GENERAL1_MEDIUM, privileged mode)",
+            "[Batch] Build build_amd64: SUCCEEDED",
+            "[Batch] Starting build build_arm64 (ARM_CONTAINER, aws/codebuild/amazonlinux2-aarch64-standard:3.0, BUILD_GENERAL1_LARGE, privileged mode)",
+            "[Batch] Build build_arm64: SUCCEEDED",
+            "[Batch] Starting build merge (LINUX_CONTAINER, aws/codebuild/amazonlinux2-x86_64-standard:5.0, BUILD_GENERAL1_SMALL, no privileged mode)",
+            "[Batch] Build merge: SUCCEEDED",
+            "Batch status: SUCCEEDED",
+        ],
+        "{out}"
+    );
+    // Each job installed the release after checking it; the platform jobs wrote no artifact
+    // (ecrship says so), and only the merge job, which ran without a Docker daemon, has one.
+    assert_eq!(out.stdout.matches("ecrship.tar.gz: OK").count(), 3, "{out}");
+    for platform in ["linux/amd64", "linux/arm64"] {
+        assert!(
+            out.stderr.contains(&format!(
+                "only {platform} was built: the artifacts are written by `ecrship manifest`"
+            )),
+            "{out}"
+        );
+    }
+    let mut uploaded: Vec<String> = std::fs::read_dir(test.path("artifacts"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    uploaded.sort();
+    assert_eq!(uploaded, ["merge"]);
+    assert_eq!(
+        test.read("artifacts/merge/imagedefinitions.json"),
+        format!(
+            "[\n  {{\n    \"name\": \"app\",\n    \"imageUri\": \"{r}/{ns}/app:{tag}\"\n  }},\n  \
+             {{\n    \"name\": \"web\",\n    \"imageUri\": \"{r}/{ns}/web:{tag}\"\n  }}\n]\n",
+            r = s.registry
+        )
+    );
+
+    // The registry: both platforms under <tag>-<arch>, the list under the tag and latest.
+    let mut want = vec![
+        tag.clone(),
+        format!("{tag}-amd64"),
+        format!("{tag}-arm64"),
+        "latest".to_owned(),
+    ];
+    want.sort();
+    let app = format!("{ns}/app");
+    assert_eq!(registry_tags(&s.registry, &s.registry_password, &app), want);
+    let web = format!("{ns}/web");
+    let mut want = vec![tag.clone(), "latest".to_owned()];
+    want.sort();
+    assert_eq!(registry_tags(&s.registry, &s.registry_password, &web), want);
+    const LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json, \
+                        application/vnd.oci.image.index.v1+json";
+    const IMAGE: &str = "application/vnd.docker.distribution.manifest.v2+json, \
+                         application/vnd.oci.image.manifest.v1+json";
+    let list: serde_json::Value =
+        serde_json::from_slice(&registry_get(&format!("/v2/{app}/manifests/{tag}"), LIST).body)
+            .unwrap();
+    assert_eq!(
+        list["mediaType"], "application/vnd.docker.distribution.manifest.list.v2+json",
+        "{list}"
+    );
+    let entries = list["manifests"].as_array().unwrap();
+    assert_eq!(entries.len(), 2, "{list}");
+    for (entry, arch) in entries.iter().zip(["amd64", "arm64"]) {
+        let child = format!("{tag}-{arch}");
+        assert_eq!(entry["platform"]["architecture"], arch, "{list}");
+        assert_eq!(entry["platform"]["os"], "linux", "{list}");
+        assert_eq!(
+            entry["digest"].as_str(),
+            registry_digest(&s.registry, &s.registry_password, &app, &child).as_deref(),
+            "{child}"
+        );
+        // The image the arm64 job pushed is an arm64 image, by its config.
+        let manifest: serde_json::Value = serde_json::from_slice(
+            &registry_get(&format!("/v2/{app}/manifests/{child}"), IMAGE).body,
+        )
+        .unwrap();
+        let config_digest = manifest["config"]["digest"].as_str().unwrap();
+        let config: serde_json::Value = serde_json::from_slice(
+            &registry_get(&format!("/v2/{app}/blobs/{config_digest}"), "*/*").body,
+        )
+        .unwrap();
+        assert_eq!(config["architecture"], arch, "{child}");
+    }
+    assert_eq!(
+        registry_digest(&s.registry, &s.registry_password, &app, "latest"),
+        registry_digest(&s.registry, &s.registry_password, &app, &tag),
+    );
+}
+
+#[test]
+fn a_failing_arm64_job_leaves_no_artifact_and_no_list() {
+    let s = stack();
+    // Only the amd64 build finds its file: the arm64 job fails in its build phase.
+    let (test, ns, tag) = batch_project(
+        "FROM scratch\nARG TARGETARCH\nCOPY hello-${TARGETARCH} /hello\n",
+        &["hello-amd64"],
+    );
+    let _cleanup = BatchCleanup { ns: ns.clone() };
+    let out = run_batch_sample(&test);
+    out.assert_code(1);
+    assert_eq!(
+        batch_lines(&out),
+        [
+            "[Batch] Starting build build_amd64 (LINUX_CONTAINER, aws/codebuild/amazonlinux2-x86_64-standard:5.0, BUILD_GENERAL1_MEDIUM, privileged mode)",
+            "[Batch] Build build_amd64: SUCCEEDED",
+            "[Batch] Starting build build_arm64 (ARM_CONTAINER, aws/codebuild/amazonlinux2-aarch64-standard:3.0, BUILD_GENERAL1_LARGE, privileged mode)",
+            "[Batch] Build build_arm64: FAILED",
+            "[Batch] Build merge: NOT STARTED (build_arm64 did not succeed)",
+            "Batch status: FAILED",
+        ],
+        "{out}"
+    );
+    assert!(
+        out.stderr.contains("hello-arm64"),
+        "the arm64 build fails on its missing file\n{out}"
+    );
+    assert!(!test.path("artifacts/merge").exists(), "{out}");
+    assert_eq!(
+        std::fs::read_dir(test.path("artifacts")).unwrap().count(),
+        0
+    );
+    // The amd64 half is in, the arm64 half and the list are not.
+    let app = format!("{ns}/app");
+    assert_eq!(
+        registry_tags(&s.registry, &s.registry_password, &app),
+        [format!("{tag}-amd64")]
+    );
+    assert!(registry_digest(&s.registry, &s.registry_password, &app, &tag).is_none());
+    assert!(registry_digest(&s.registry, &s.registry_password, &app, "latest").is_none());
+}
+
+/// Runs the runner with `args` after `--src src --artifacts artifacts` of `test`.
+fn run_runner(test: &Test, args: &[&str]) -> Output {
+    let mut cmd = clean_command(venv().join("bin/python3"), &test.path("bin"), &[]);
+    cmd.arg(RUNNER)
+        .arg("--src")
+        .arg(test.path("src"))
+        .arg("--artifacts")
+        .arg(test.path("artifacts"))
+        .args(args);
+    run_command(cmd, None, Duration::from_secs(120))
+}
+
+/// The runner's batch builds, on a build graph of the test's own.
+#[test]
+fn the_runner_runs_a_build_graph_as_codebuild_does() {
+    let graph = r#"version: 0.2
+batch:
+  build-graph:
+    - identifier: first
+      env:
+        variables:
+          WHO: first-entry
+    - identifier: second
+      buildspec: second.yml
+      depend-on: [first]
+      env:
+        privileged-mode: false
+    - identifier: flaky
+      ignore-failure: true
+      env:
+        variables:
+          FAIL: "yes"
+    - identifier: after_flaky
+      depend-on: [flaky]
+    - identifier: after_second
+      depend-on: [second]
+      env:
+        variables:
+          FAIL: "yes"
+    - identifier: last
+      depend-on: [after_second]
+env:
+  variables:
+    WHO: buildspec
+    KEPT: buildspec
+phases:
+  build:
+    commands:
+      - echo "$CODEBUILD_BATCH_BUILD_IDENTIFIER who=$WHO kept=$KEPT saw=$(cat mark.txt 2>/dev/null || echo nothing)"
+      - echo "$CODEBUILD_BATCH_BUILD_IDENTIFIER" > mark.txt
+      - test -z "$FAIL"
+artifacts:
+  files:
+    - mark.txt
+"#;
+    let second = r#"version: 0.2
+phases:
+  build:
+    commands:
+      - echo "second who=$WHO kept=${KEPT:-unset} daemon=$(test -S "${DOCKER_HOST#unix://}" && echo yes || echo no)"
+"#;
+    let test = Test::new()
+        .file("src/buildspec.yml", graph)
+        .file("src/second.yml", second)
+        .dir("bin");
+    let out = run_runner(&test, &["--batch", "--env", "WHO=project"]);
+    out.assert_code(1);
+    let lines: Vec<&str> = out
+        .stdout
+        .lines()
+        .filter(|l| !l.starts_with("[Container]"))
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            // In depend-on order; the graph entry's variables win over the project's, which win
+            // over the buildspec's.
+            "[Batch] Starting build first",
+            "first who=first-entry kept=buildspec saw=nothing",
+            "[Batch] Build first: SUCCEEDED",
+            // Its own buildspec (so not the batch buildspec's variables), its own copy of the
+            // source (first's mark.txt is not there), no Docker daemon without privileged mode.
+            "[Batch] Starting build second (no privileged mode)",
+            "second who=project kept=unset daemon=no",
+            "[Batch] Build second: SUCCEEDED",
+            "[Batch] Starting build flaky",
+            "flaky who=project kept=buildspec saw=nothing",
+            "[Batch] Build flaky: FAILED",
+            // A failure that may be ignored does not block what depends on it...
+            "[Batch] Starting build after_flaky",
+            "after_flaky who=project kept=buildspec saw=nothing",
+            "[Batch] Build after_flaky: SUCCEEDED",
+            "[Batch] Starting build after_second",
+            "after_second who=project kept=buildspec saw=nothing",
+            "[Batch] Build after_second: FAILED",
+            // ...any other does, and fails the batch.
+            "[Batch] Build last: NOT STARTED (after_second did not succeed)",
+            "Batch status: FAILED",
+        ],
+        "{out}"
+    );
+    // Each build's artifacts under its identifier; second's buildspec has none.
+    for job in ["first", "flaky", "after_flaky", "after_second"] {
+        assert_eq!(
+            test.read(format!("artifacts/{job}/mark.txt")),
+            format!("{job}\n")
+        );
+    }
+    assert!(!test.path("artifacts/second").exists());
+    assert!(!test.path("artifacts/last").exists());
+
+    // fast-fail: nothing starts after a failure.
+    let test = Test::new()
+        .file(
+            "src/buildspec.yml",
+            graph
+                .replace("batch:\n", "batch:\n  fast-fail: true\n")
+                .replace(
+                    "WHO: first-entry",
+                    "WHO: first-entry\n          FAIL: \"yes\"",
+                ),
+        )
+        .file("src/second.yml", second)
+        .dir("bin");
+    let out = run_runner(&test, &["--batch"]);
+    out.assert_code(1);
+    assert_eq!(
+        batch_lines(&out),
+        [
+            "[Batch] Starting build first",
+            "[Batch] Build first: FAILED",
+            "[Batch] Build second: NOT STARTED (first did not succeed)",
+            "[Batch] Build flaky: NOT STARTED (fast-fail stopped the batch)",
+            "[Batch] Build after_flaky: NOT STARTED (flaky did not succeed)",
+            "[Batch] Build after_second: NOT STARTED (second did not succeed)",
+            "[Batch] Build last: NOT STARTED (after_second did not succeed)",
+            "Batch status: FAILED",
+        ],
+        "{out}"
+    );
+
+    // An identifier CodeBuild rejects fails the batch before any build starts.
+    let test = Test::new()
+        .file(
+            "src/buildspec.yml",
+            graph.replace("identifier: first\n", "identifier: build-first\n"),
+        )
+        .file("src/second.yml", second)
+        .dir("bin");
+    let out = run_runner(&test, &["--batch"]);
+    out.assert_code(1);
+    assert!(
+        out.stdout.contains("BATCH_SPEC_VALIDATION_ERROR Message: build identifier `build-first` must contain only alphanumeric characters and underscores"),
+        "{out}"
+    );
+    assert!(!out.stdout.contains("Starting build"), "{out}");
+
+    // What the runner does not implement is refused, not ignored; so is a batch buildspec run
+    // as a single build.
+    let test = Test::new()
+        .file(
+            "src/buildspec.yml",
+            graph.replace("build-graph:", "build-list:"),
+        )
+        .dir("bin");
+    let out = run_runner(&test, &["--batch"]);
+    out.assert_code(2);
+    assert!(
+        out.stderr
+            .contains("batch kind `build-list` is not implemented"),
+        "{out}"
+    );
+    let test = Test::new().file("src/buildspec.yml", graph).dir("bin");
+    let out = run_runner(&test, &[]);
+    out.assert_code(2);
+    assert!(out.stderr.contains("runs with --batch"), "{out}");
 }
