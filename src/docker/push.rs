@@ -22,21 +22,10 @@ impl Daemon {
     ///
     /// Failures inside the push stream are classified by [`is_transient`]: network errors and
     /// registry 5xx are retried (4 attempts, 0.5 s, 1 s, 2 s apart), auth and naming errors are
-    /// not. `on_line` receives the progress worth reading (not every layer's byte count).
+    /// not. `on_line` receives the progress worth reading (not every layer's byte count);
+    /// `on_bytes` how many bytes of the image's layers have been pushed, out of how many (see
+    /// [`PushedBytes`]), as the daemon reports them.
     pub async fn push(
-        &self,
-        repo: &str,
-        tag: &str,
-        creds: &Credentials,
-        on_line: &mut (dyn FnMut(&str) + Send),
-    ) -> Result<String, DockerError> {
-        self.push_reporting(repo, tag, creds, on_line, &mut |_, _| {})
-            .await
-    }
-
-    /// [`Daemon::push`], which also tells `on_bytes` how many bytes of the image's layers have
-    /// been pushed, out of how many (see [`PushedBytes`]), as the daemon reports them.
-    pub async fn push_reporting(
         &self,
         repo: &str,
         tag: &str,

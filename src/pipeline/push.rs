@@ -72,8 +72,9 @@ async fn tag_and_push(
         .map_err(|e| image_error(image, e.into()))?;
     view.line(label, &format!("pushing {uri}"));
     let mut on_line = |line: &str| view.line(label, line);
+    let mut on_bytes = |done, total| view.push_progress(label, done, total);
     Ok(daemon
-        .push(repo, tag, &target.credentials, &mut on_line)
+        .push(repo, tag, &target.credentials, &mut on_line, &mut on_bytes)
         .await)
 }
 

@@ -446,9 +446,11 @@ fn mask_word(word: &str) -> String {
     word.to_owned()
 }
 
-/// Plain mode (the default off a terminal, as in CodeBuild) prints what the last release
-/// printed, line for line. The expected text, `fixtures/plain-classic-20.10.txt`, was recorded
-/// with the binary of the commit before the live view (9456382) on Docker Engine 20.10 (the
+/// Plain mode (the default off a terminal, as in CodeBuild) prints what ecrship printed before
+/// the live view existed, line for line. The expected text, `fixtures/plain-classic-20.10.txt`,
+/// was recorded with the binary of the last commit before the live view (b18601f; the release
+/// before it printed the same, but for the two lines that reuse added: why the registry is not
+/// asked, and the classic builder's `LABEL dev.ecrship.inputs` step) on Docker Engine 20.10 (the
 /// machine's daemon, which the tests use), by running this very function with
 /// `ECRSHIP_TEST_PLAIN_REFERENCE=<that binary>` and `ECRSHIP_TEST_PLAIN_RECORD=1`; with the first
 /// variable set, the test also runs the reference binary and compares with it directly. Another
