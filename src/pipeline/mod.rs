@@ -438,11 +438,11 @@ impl Run<'_> {
             self.fetch_dependency(image, &label, dep).await?;
         }
         view.state(&label, State::Building);
-        let request = self.request(image, build, job, &inputs, &deps);
+        let mut request = self.request(image, build, job, &inputs, &deps);
         if let Some(target) = self.env.target
             && self.options.builder == Builder::Classic
         {
-            self.pull_cache(&label, &request, target).await;
+            request.cache_from = self.classic_cache(&label, build, &request, target).await;
         }
         let built = build::build(
             self.env.daemon,
@@ -643,28 +643,45 @@ impl Run<'_> {
         }
     }
 
-    /// The classic builder takes `cachefrom` images only from the daemon's store: pull them
-    /// first. One that is not there is no error; the build just starts cold.
-    async fn pull_cache(&self, label: &str, request: &BuildRequest, target: &Target) {
+    /// The classic builder takes `cachefrom` images only from the daemon's store, and once
+    /// given any, it takes cache only from them (moby `image/cache`: a local hit counts only
+    /// when it is a parent of a `cachefrom` image): the registry's images are pulled first, and
+    /// the `cachefrom` of the build is those that are now here, with this image's own local
+    /// names, so that a warm daemon keeps its cache. A missing image is no error; none at all
+    /// leaves `cachefrom` out, and the daemon's whole cache in.
+    async fn classic_cache(
+        &self,
+        label: &str,
+        build: &PlannedBuild,
+        request: &BuildRequest,
+        target: &Target,
+    ) -> Vec<String> {
+        let daemon = self.env.daemon;
+        let mut sources = Vec::new();
         for reference in &request.cache_from {
-            match self
-                .env
-                .daemon
-                .pull(
-                    reference,
-                    request.platform.as_deref(),
-                    Some(&target.credentials),
-                )
+            let platform = request.platform.as_deref();
+            match daemon
+                .pull(reference, platform, Some(&target.credentials))
                 .await
             {
-                Ok(true) => self
-                    .env
-                    .view
-                    .line(label, &format!("pulled {reference} as cache")),
+                Ok(true) => {
+                    self.env
+                        .view
+                        .line(label, &format!("pulled {reference} as cache"));
+                    sources.push(reference.clone());
+                }
                 Ok(false) => tracing::debug!("[{label}] no {reference} to start the cache from"),
                 Err(e) => tracing::warn!("[{label}] cache image {reference} not pulled: {e}"),
             }
         }
+        if !sources.is_empty() {
+            for local in &build.local_tags {
+                if let Ok(Some(_)) = daemon.inspect(local).await {
+                    sources.push(local.clone());
+                }
+            }
+        }
+        sources
     }
 }
 

@@ -477,6 +477,22 @@ fn a_cache_stage_is_hit_on_a_fresh_daemon() {
     }
 }
 
+/// The classic builder reads cache only from the `cachefrom` images once it is given any: the
+/// registry's image, which a first push has not made yet, must not cost a warm daemon its cache.
+#[test]
+fn the_classic_builder_keeps_a_warm_daemons_cache_before_the_first_push() {
+    let project = Project::new("builder = \"classic\"\n");
+    project.test.run_with(["build", "app"]).assert_success();
+    // Nothing is in the registry: the release builds, on the daemon that has just built `app`.
+    let out = project.test.run_with(["release", "--rebuild", "app"]);
+    out.assert_success();
+    assert!(
+        out.stderr.contains("Using cache"),
+        "the classic build of an unchanged Dockerfile ran its steps again\n{out}"
+    );
+    assert!(project.digest("app", &project.tag()).is_some(), "{out}");
+}
+
 /// Whether the BuildKit step whose text holds `step` was `CACHED` in the log.
 fn step_cached(out: &Output, step: &str) -> bool {
     let Some(vertex) = out
