@@ -227,7 +227,11 @@ impl Test {
         if let Some(dir) = ecrship.get_current_dir() {
             cmd.current_dir(dir);
         }
-        cmd.args(["run", "local"])
+        let engine = env::var("ECRSHIP_TEST_ENGINE")
+            .ok()
+            .filter(|e| !e.is_empty() && e != "machine")
+            .unwrap_or_else(|| "local".to_owned());
+        cmd.args(["run", &engine])
             .arg(ecrship.get_program())
             .args(args);
         run_command(cmd, self.stdin.as_deref(), self.timeout)
