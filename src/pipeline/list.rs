@@ -182,13 +182,25 @@ pub async fn manifest(
         tag: plan.tag.value.clone(),
         ..super::Summary::default()
     };
+    // Every list under every one of its tags at once: the puts are independent, and every
+    // list was found whole above, before anything was written.
+    let puts = plan
+        .images
+        .iter()
+        .zip(&found)
+        .filter(|(_, (_, is_list))| *is_list);
+    stream::iter(puts.flat_map(|(image, (manifest, _))| {
+        let tag = image.uri.rsplit_once(':').map_or("latest", |(_, t)| t);
+        std::iter::once(tag)
+            .chain(image.extra_tags.iter().map(String::as_str))
+            .map(move |tag| super::push::put_tag(registry, image, tag, manifest))
+    }))
+    .buffer_unordered(options.jobs.max(1))
+    .try_collect::<()>()
+    .await?;
     let mut uris = Vec::new();
     for (image, (manifest, is_list)) in plan.images.iter().zip(&found) {
         if *is_list {
-            let tag = image.uri.rsplit_once(':').map_or("latest", |(_, t)| t);
-            for tag in std::iter::once(tag).chain(image.extra_tags.iter().map(String::as_str)) {
-                super::push::put_tag(registry, image, tag, manifest).await?;
-            }
             tracing::info!(
                 "[{}] wrote the manifest list {} ({})",
                 image.name,
