@@ -173,3 +173,32 @@ where
         writeln!(writer, "{}", crate::secret::scrub(&line))
     }
 }
+
+/// Bytes in decimal units with one decimal, as `docker push` shows them (`12.3MB`).
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1000.0 && unit < UNITS.len() - 1 {
+        value /= 1000.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes}B")
+    } else {
+        format!("{value:.1}{}", UNITS[unit])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::human_bytes;
+
+    #[test]
+    fn byte_counts() {
+        assert_eq!(human_bytes(999), "999B");
+        assert_eq!(human_bytes(1_260), "1.3kB");
+        assert_eq!(human_bytes(45_600_000), "45.6MB");
+        assert_eq!(human_bytes(2_000_000_000_000), "2.0TB");
+    }
+}

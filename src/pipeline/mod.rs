@@ -270,14 +270,9 @@ async fn build_all(plan: &Plan, options: &Options, env: &Env<'_>) -> Result<Summ
         let target = env
             .target
             .ok_or_else(|| Error::Failed("internal: a push without a registry".into()))?;
-        let finished = finish(plan, options, env, target, &units, &done).await?;
-        summary.lists = finished.lists;
-        summary.artifacts = finished.artifacts;
-        for (row, uri) in summary.images.iter_mut().zip(finished.uris) {
-            if let Some(uri) = uri {
-                row.uri = uri;
-            }
-        }
+        finish(plan, options, env, target, &units, &done)
+            .await?
+            .report(&mut summary);
     } else if options.dry_run && plan.only_platform.is_none() {
         let uris: Vec<String> = plan.deployed().map(|i| i.uri.clone()).collect();
         summary.artifacts = write_artifacts(env.root, plan, &uris)?;
@@ -789,14 +784,9 @@ async fn push_built(plan: &Plan, options: &Options, env: &Env<'_>) -> Result<Sum
         .await?;
     let done: Vec<Arc<Done>> = done_sorted(done).into_iter().map(|(_, d)| d).collect();
     let mut summary = summary_of(plan, &units, &done);
-    let finished = finish(plan, options, env, target, &units, &done).await?;
-    summary.lists = finished.lists;
-    summary.artifacts = finished.artifacts;
-    for (row, uri) in summary.images.iter_mut().zip(finished.uris) {
-        if let Some(uri) = uri {
-            row.uri = uri;
-        }
-    }
+    finish(plan, options, env, target, &units, &done)
+        .await?
+        .report(&mut summary);
     Ok(summary)
 }
 
@@ -862,6 +852,19 @@ struct Finished {
     artifacts: Vec<String>,
     /// Per unit: the URI the artifacts name for it, when it differs from its push URI.
     uris: Vec<Option<String>>,
+}
+
+impl Finished {
+    /// Puts what was finished into the run's summary, whose rows are the units in order.
+    fn report(self, summary: &mut Summary) {
+        summary.lists = self.lists;
+        summary.artifacts = self.artifacts;
+        for (row, uri) in summary.images.iter_mut().zip(self.uris) {
+            if let Some(uri) = uri {
+                row.uri = uri;
+            }
+        }
+    }
 }
 
 /// Once every image is in: the extra tags, the cache tags, the manifest lists, the artifacts.

@@ -4,6 +4,8 @@ use std::fmt;
 
 use serde::Serialize;
 
+use crate::output::human_bytes;
+
 /// The result of a run, printed at the end.
 #[derive(Debug, Default, Serialize)]
 pub struct Summary {
@@ -155,7 +157,7 @@ impl fmt::Display for Summary {
                         .unwrap_or_default()
                         .to_owned(),
                 );
-                row.push(image.size.map(human_size).unwrap_or_default());
+                row.push(image.size.map(human_bytes).unwrap_or_default());
                 row.push(seconds(image.build_seconds));
             }
             if pushed {
@@ -205,31 +207,9 @@ pub fn short_id(id: &str) -> &str {
     &hex[..hex.len().min(12)]
 }
 
-fn human_size(bytes: u64) -> String {
-    const UNITS: [&str; 4] = ["B", "kB", "MB", "GB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1000.0 && unit < UNITS.len() - 1 {
-        value /= 1000.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes}B")
-    } else {
-        format!("{value:.1}{}", UNITS[unit])
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sizes() {
-        assert_eq!(human_size(999), "999B");
-        assert_eq!(human_size(1_500), "1.5kB");
-        assert_eq!(human_size(12_300_000), "12.3MB");
-    }
 
     #[test]
     fn the_table_says_what_happened_to_each_image() {

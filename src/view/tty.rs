@@ -22,6 +22,7 @@ use tracing_subscriber::fmt::MakeWriter;
 
 use super::step::{Step, StepTracker};
 use super::{State, View};
+use crate::output::human_bytes;
 
 /// How many of an image's last log lines are kept, to be printed if it fails.
 pub const TAIL_LINES: usize = 100;
@@ -320,22 +321,6 @@ fn format_elapsed(elapsed: Duration) -> String {
     }
 }
 
-/// Bytes in decimal units with one decimal, as `docker push` shows them (`12.3MB`).
-fn human_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1000.0 && unit < UNITS.len() - 1 {
-        value /= 1000.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes}B")
-    } else {
-        format!("{value:.1}{}", UNITS[unit])
-    }
-}
-
 /// The writer of the `tracing` subscriber: while a [`Tty`] block is drawn, each event is
 /// printed above it (indicatif's `MultiProgress::println`), so that the block is never torn;
 /// otherwise straight to stderr, byte for byte as `std::io::stderr` would.
@@ -470,13 +455,6 @@ mod tests {
         assert_eq!(at(65), "1m05s");
         assert_eq!(at(3599), "59m59s");
         assert_eq!(at(3720), "1h02m");
-    }
-
-    #[test]
-    fn byte_counts() {
-        assert_eq!(human_bytes(999), "999B");
-        assert_eq!(human_bytes(1_260), "1.3kB");
-        assert_eq!(human_bytes(45_600_000), "45.6MB");
     }
 
     #[test]
