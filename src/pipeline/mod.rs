@@ -373,6 +373,8 @@ impl Run<'_> {
         );
         tracing::debug!("[{label}] inputs {inputs}");
 
+        // Tags the reuse check found missing from the registry: no cache comes from them.
+        let mut absent: Vec<String> = Vec::new();
         if let (true, true, Some(target)) = (self.reuse, image.reuse, self.env.target) {
             view.state(&label, State::Checking);
             let candidates: Vec<String> = std::iter::once(build.tag.clone())
@@ -380,17 +382,27 @@ impl Run<'_> {
                 .collect();
             let mut log = |tag: &str, miss: reuse::Miss| {
                 view.line(&label, &format!("{}:{tag}: {miss}", image.repository));
+                if miss == reuse::Miss::Absent {
+                    absent.push(tag.to_owned());
+                }
             };
-            let found = reuse::find(
-                &target.registry,
-                &image.repository,
-                &candidates,
-                build.platform.as_deref(),
-                &inputs,
-                self.options.max_age,
-                &mut log,
-            )
-            .await;
+            let (found, missing_stages) = tokio::join!(
+                reuse::find(
+                    &target.registry,
+                    &image.repository,
+                    &candidates,
+                    build.platform.as_deref(),
+                    &inputs,
+                    self.options.max_age,
+                    &mut log,
+                ),
+                reuse::missing(
+                    &target.registry,
+                    &image.repository,
+                    build.cache.iter().map(|c| c.tag.as_str()),
+                ),
+            );
+            absent.extend(missing_stages);
             match found {
                 Ok(Some(found)) => {
                     view.line(
@@ -434,6 +446,13 @@ impl Run<'_> {
         }
         view.state(&label, State::Building);
         let mut request = self.request(image, build, job, &inputs, &deps);
+        // A `cachefrom` image that is not there costs the build a failed lookup (BuildKit), or
+        // the daemon's own cache (classic).
+        request.cache_from.retain(|uri| {
+            !absent
+                .iter()
+                .any(|tag| uri.ends_with(&format!("/{}:{tag}", image.repository)))
+        });
         if let Some(target) = self.env.target
             && self.options.builder == Builder::Classic
         {

@@ -125,6 +125,26 @@ async fn check(
     }
 }
 
+/// Which of `tags` the registry does not hold. A tag that cannot be looked up is not called
+/// missing: the build may still find it.
+pub async fn missing<'a>(
+    registry: &Registry,
+    repository: &str,
+    tags: impl Iterator<Item = &'a str>,
+) -> Vec<String> {
+    let lookups = tags.map(|tag| async move {
+        match registry.manifest(repository, tag).await {
+            Ok(None) => Some(tag.to_owned()),
+            Ok(Some(_)) | Err(_) => None,
+        }
+    });
+    futures_util::future::join_all(lookups)
+        .await
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
 /// Whether a manifest list entry's platform is `wanted` (`os/arch[/variant]`); a wanted
 /// platform without a variant takes any variant.
 pub fn same_platform(platform: &Platform, wanted: &str) -> bool {

@@ -477,6 +477,29 @@ fn a_cache_stage_is_hit_on_a_fresh_daemon() {
     }
 }
 
+/// A first release names no cache image the registry does not hold (BuildKit would look each
+/// one up and fail); the next commit's build takes its cache from `latest`.
+#[test]
+fn cache_comes_only_from_images_the_registry_holds() {
+    let project = Project::new("");
+    let out = project.test.run_with(["release", "app"]);
+    out.assert_success();
+    assert!(
+        !out.stderr.contains("importing cache manifest"),
+        "a cache image was looked up in an empty repository\n{out}"
+    );
+    project.commit();
+    project.write("app/hello", "changed\n");
+    let out = project.test.run_with(["release", "app"]);
+    out.assert_success();
+    let latest = format!("{}/{}:latest", stack().registry, project.repo("app"));
+    assert!(
+        out.stderr
+            .contains(&format!("importing cache manifest from {latest}")),
+        "{out}"
+    );
+}
+
 /// The classic builder reads cache only from the `cachefrom` images once it is given any: the
 /// registry's image, which a first push has not made yet, must not cost a warm daemon its cache.
 #[test]
