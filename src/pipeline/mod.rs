@@ -618,8 +618,10 @@ impl Run<'_> {
             build_args.push(("BUILDKIT_INLINE_CACHE".into(), "1".into()));
         }
         if target.is_some() && !self.options.no_cache {
-            cache_from.extend(image.extra_uris.iter().cloned());
+            // The cache stages first: the last image records the steps of a stage it copies
+            // from without their layers, and BuildKit takes the first source's record.
             cache_from.extend(build.cache.iter().map(|c| c.uri.clone()));
+            cache_from.extend(image.extra_uris.iter().cloned());
         }
         let mut labels = job.labels.clone();
         labels.push(prepare::inputs_label(inputs));
