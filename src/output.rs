@@ -174,8 +174,9 @@ where
     }
 }
 
-/// Bytes in decimal units with one decimal, as `docker push` shows them (`12.3MB`).
-pub fn human_bytes(bytes: u64) -> String {
+/// `bytes` in the largest decimal unit (powers of 1000, as Docker counts) that keeps the value
+/// at 1 or more: `(12.3, "MB")`.
+pub fn decimal_units(bytes: u64) -> (f64, &'static str) {
     const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
     let mut value = bytes as f64;
     let mut unit = 0;
@@ -183,10 +184,14 @@ pub fn human_bytes(bytes: u64) -> String {
         value /= 1000.0;
         unit += 1;
     }
-    if unit == 0 {
-        format!("{bytes}B")
-    } else {
-        format!("{value:.1}{}", UNITS[unit])
+    (value, UNITS[unit])
+}
+
+/// Bytes in decimal units with one decimal, as `docker push` shows them (`12.3MB`).
+pub fn human_bytes(bytes: u64) -> String {
+    match decimal_units(bytes) {
+        (_, "B") => format!("{bytes}B"),
+        (value, unit) => format!("{value:.1}{unit}"),
     }
 }
 

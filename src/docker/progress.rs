@@ -187,14 +187,8 @@ fn announce(state: &mut VertexState, lines: &mut Vec<String>) {
 
 /// Bytes in decimal units with up to 4 significant digits, as Docker prints them (`2.35kB`).
 fn human_bytes(n: i64) -> String {
-    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
-    let mut value = n as f64;
-    let mut unit = 0;
-    while value >= 1000.0 && unit < UNITS.len() - 1 {
-        value /= 1000.0;
-        unit += 1;
-    }
-    if unit == 0 {
+    let (value, unit) = crate::output::decimal_units(n.max(0).unsigned_abs());
+    if unit == "B" {
         return format!("{n}B");
     }
     let decimals = if value >= 100.0 {
@@ -206,7 +200,7 @@ fn human_bytes(n: i64) -> String {
     };
     let text = format!("{value:.decimals$}");
     let text = text.trim_end_matches('0').trim_end_matches('.');
-    format!("{text}{}", UNITS[unit])
+    format!("{text}{unit}")
 }
 
 #[cfg(test)]

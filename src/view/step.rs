@@ -116,17 +116,19 @@ fn counter(text: &str) -> Option<(u32, u32)> {
     Some((n.parse().ok()?, m.parse().ok()?))
 }
 
+/// A step as the tests of the view write it.
+#[cfg(test)]
+pub(super) fn step(counter: Option<(u32, u32)>, stage: Option<&str>, text: &str) -> Step {
+    Step {
+        counter,
+        stage: stage.map(str::to_owned),
+        text: text.to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn step(counter: Option<(u32, u32)>, stage: Option<&str>, text: &str) -> Step {
-        Step {
-            counter,
-            stage: stage.map(str::to_owned),
-            text: text.to_owned(),
-        }
-    }
 
     #[test]
     fn steps_are_read_from_either_builder() {

@@ -380,15 +380,8 @@ impl Drop for LogWriter {
 
 #[cfg(test)]
 mod tests {
+    use super::super::step::step;
     use super::*;
-
-    fn step(counter: Option<(u32, u32)>, stage: Option<&str>, text: &str) -> Step {
-        Step {
-            counter,
-            stage: stage.map(str::to_owned),
-            text: text.to_owned(),
-        }
-    }
 
     #[test]
     fn rows_say_what_each_state_is_doing() {
