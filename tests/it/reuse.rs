@@ -531,19 +531,24 @@ fn the_classic_builder_keeps_a_warm_daemons_cache_before_the_first_push() {
     assert!(project.digest("app", &project.tag()).is_some(), "{out}");
 }
 
-/// Whether the BuildKit step whose text holds `step` was `CACHED` in the log.
+/// Whether the BuildKit step whose text holds `step` was `CACHED` in the log of the image's own
+/// build. Vertex numbers count afresh in each build, and a release with `cache_stages` runs a
+/// second one for the stage: the search stops where that build's log begins.
 fn step_cached(out: &Output, step: &str) -> bool {
-    let Some(vertex) = out
-        .stderr
-        .lines()
-        .find(|l| l.contains(step) && l.contains(" #"))
-        .and_then(|l| l.split_whitespace().find(|w| w.starts_with('#')))
-    else {
+    let lines: Vec<&str> = out.stderr.lines().collect();
+    let Some((at, vertex)) = lines.iter().enumerate().find_map(|(i, l)| {
+        (l.contains(step) && l.contains(" #"))
+            .then(|| l.split_whitespace().find(|w| w.starts_with('#')))
+            .flatten()
+            .map(|v| (i, v))
+    }) else {
         panic!("no line for `{step}`\n{out}");
     };
-    out.stderr
-        .lines()
-        .any(|l| l.ends_with(&format!("{vertex} CACHED")))
+    let cached = format!("{vertex} CACHED");
+    lines[at..]
+        .iter()
+        .take_while(|l| !l.contains("building cache stage"))
+        .any(|l| l.ends_with(&cached))
 }
 
 /// A registry that answers every request `401` with a Basic challenge and keeps what it was
