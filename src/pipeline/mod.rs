@@ -453,6 +453,9 @@ impl Run<'_> {
                 .iter()
                 .any(|tag| uri.ends_with(&format!("/{}:{tag}", image.repository)))
         });
+        if self.options.builder == Builder::BuildKit {
+            reuse::stages_alone(&mut request.cache_from, &build.cache);
+        }
         if let Some(target) = self.env.target
             && self.options.builder == Builder::Classic
         {
@@ -618,8 +621,8 @@ impl Run<'_> {
             build_args.push(("BUILDKIT_INLINE_CACHE".into(), "1".into()));
         }
         if target.is_some() && !self.options.no_cache {
-            // The cache stages first: the last image records the steps of a stage it copies
-            // from without their layers, and BuildKit takes the first source's record.
+            // The cache stages, then the last image (BuildKit keeps only the stages when the
+            // registry holds one: `reuse::stages_alone`).
             cache_from.extend(build.cache.iter().map(|c| c.uri.clone()));
             cache_from.extend(image.extra_uris.iter().cloned());
         }

@@ -9,6 +9,7 @@
 use std::time::{Duration, SystemTime};
 
 use crate::inputs;
+use crate::plan::CacheImage;
 use crate::registry::{Body, Manifest, Platform, Registry, RegistryError};
 
 /// An image in the registry built from the same inputs.
@@ -155,6 +156,18 @@ pub fn same_platform(platform: &Platform, wanted: &str) -> bool {
         && variant.is_none_or(|v| platform.variant.as_deref() == Some(v))
 }
 
+/// Keeps only the cache stages' images among a BuildKit build's cache sources, when the
+/// registry holds at least one of them. BuildKit merges what it imports from several images
+/// concurrently and in no set order; Docker 28.5, given a cache stage and the last image,
+/// runs the stage's steps again in about half of the builds on an empty daemon, and never
+/// with the stages alone. The last image stays the source when there is no stage to take.
+pub fn stages_alone(cache_from: &mut Vec<String>, stages: &[CacheImage]) {
+    let is_stage = |uri: &String| stages.iter().any(|s| &s.uri == uri);
+    if cache_from.iter().any(is_stage) {
+        cache_from.retain(is_stage);
+    }
+}
+
 /// `3d 4h`, `5h 2m`, `40s`: an age in its two largest units.
 fn human_age(age: Duration) -> String {
     if age == Duration::MAX {
@@ -197,5 +210,29 @@ mod tests {
         assert_eq!(human_age(Duration::from_secs(42)), "42s");
         assert_eq!(human_age(Duration::from_secs(3 * 3600 + 120)), "3h 2m");
         assert_eq!(Miss::OtherInputs.to_string(), "built from other inputs");
+    }
+
+    #[test]
+    fn the_stages_alone_are_the_cache_when_the_registry_holds_one() {
+        let stage = |name: &str| CacheImage {
+            stage: name.into(),
+            tag: format!("cache-{name}"),
+            local_name: format!("app:cache-{name}"),
+            uri: format!("r.example/app:cache-{name}"),
+        };
+        let stages = [stage("deps"), stage("build")];
+        let latest = "r.example/app:latest".to_owned();
+
+        let mut both = vec![stages[0].uri.clone(), latest.clone()];
+        stages_alone(&mut both, &stages);
+        assert_eq!(both, [stages[0].uri.clone()]);
+
+        let mut only_latest = vec![latest.clone()];
+        stages_alone(&mut only_latest, &stages);
+        assert_eq!(only_latest, std::slice::from_ref(&latest));
+
+        let mut no_stages = vec![latest.clone()];
+        stages_alone(&mut no_stages, &[]);
+        assert_eq!(no_stages, [latest]);
     }
 }
