@@ -60,6 +60,7 @@ impl Daemon {
             docker: docker.with_timeout(CALL_TIMEOUT),
             endpoint: Endpoint::parse(&address, tls),
             api: version.to_string(),
+            api_number: (version.major_version, version.minor_version),
             address,
         })
     }
@@ -72,6 +73,11 @@ impl Daemon {
     /// The daemon's own platform, `os/arch`.
     pub fn platform(&self) -> &str {
         &self.platform
+    }
+
+    /// Whether the negotiated Engine API is `version` (`(1, 46)`: Docker 27.0) or newer.
+    pub fn api_at_least(&self, version: (usize, usize)) -> bool {
+        self.api_number >= version
     }
 
     /// Whether ecrship reaches the daemon itself (`unix://` or plain `tcp://`), and so can

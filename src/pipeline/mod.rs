@@ -453,7 +453,9 @@ impl Run<'_> {
                 .iter()
                 .any(|tag| uri.ends_with(&format!("/{}:{tag}", image.repository)))
         });
-        if self.options.builder == Builder::BuildKit {
+        if self.options.builder == Builder::BuildKit
+            && self.env.daemon.api_at_least(reuse::STAGES_ALONE_FROM_API)
+        {
             reuse::stages_alone(&mut request.cache_from, &build.cache);
         }
         if let Some(target) = self.env.target
@@ -621,8 +623,8 @@ impl Run<'_> {
             build_args.push(("BUILDKIT_INLINE_CACHE".into(), "1".into()));
         }
         if target.is_some() && !self.options.no_cache {
-            // The cache stages, then the last image (BuildKit keeps only the stages when the
-            // registry holds one: `reuse::stages_alone`).
+            // The cache stages, then the last image (BuildKit on Docker 27 and later keeps only
+            // the stages when the registry holds one: `reuse::stages_alone`).
             cache_from.extend(build.cache.iter().map(|c| c.uri.clone()));
             cache_from.extend(image.extra_uris.iter().cloned());
         }

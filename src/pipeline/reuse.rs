@@ -156,6 +156,11 @@ pub fn same_platform(platform: &Platform, wanted: &str) -> bool {
         && variant.is_none_or(|v| platform.variant.as_deref() == Some(v))
 }
 
+/// From this Engine API version on (Docker 27.0), a BuildKit build whose cache stages are in the
+/// registry takes its cache from them alone ([`stages_alone`]). Docker 28.5 is the one seen to
+/// need it; 26.1 (API 1.45) and 20.10 never missed with both, and keep the last image.
+pub const STAGES_ALONE_FROM_API: (usize, usize) = (1, 46);
+
 /// Keeps only the cache stages' images among a BuildKit build's cache sources, when the
 /// registry holds at least one of them. BuildKit merges what it imports from several images
 /// concurrently and in no set order; Docker 28.5, given a cache stage and the last image,
