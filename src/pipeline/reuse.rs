@@ -5,6 +5,9 @@
 //! build's platform in it is the candidate. A candidate is reused when its config carries the
 //! same inputs digest ([`crate::inputs::LABEL`]) and it was created less than `max_age` ago, so
 //! that base images that moved upstream under the same tag still arrive.
+//!
+//! What the check finds missing also decides which images a build takes its cache from
+//! ([`missing`], [`stages_alone`]).
 
 use std::time::{Duration, SystemTime};
 
