@@ -59,8 +59,7 @@ impl Daemon {
             streaming: docker.clone().with_timeout(STREAM_TIMEOUT),
             docker: docker.with_timeout(CALL_TIMEOUT),
             endpoint: Endpoint::parse(&address, tls),
-            api: version.to_string(),
-            api_number: (version.major_version, version.minor_version),
+            api: version,
             address,
         })
     }
@@ -77,7 +76,7 @@ impl Daemon {
 
     /// Whether the negotiated Engine API is `version` (`(1, 46)`: Docker 27.0) or newer.
     pub fn api_at_least(&self, version: (usize, usize)) -> bool {
-        self.api_number >= version
+        (self.api.major_version, self.api.minor_version) >= version
     }
 
     /// Whether ecrship reaches the daemon itself (`unix://` or plain `tcp://`), and so can

@@ -233,9 +233,7 @@ pub struct Daemon {
     streaming: Docker,
     address: String,
     /// The negotiated API version, such as `1.41`, for the requests made without bollard.
-    api: String,
-    /// The same, as `(major, minor)`.
-    api_number: (usize, usize),
+    api: bollard::ClientVersion,
     /// How to reach the daemon without bollard; `None` over TLS or ssh.
     endpoint: Option<Endpoint>,
     /// The daemon's own platform, `os/arch` (`linux/amd64`).

@@ -445,19 +445,7 @@ impl Run<'_> {
             self.fetch_dependency(image, &label, dep).await?;
         }
         view.state(&label, State::Building);
-        let mut request = self.request(image, build, job, &inputs, &deps);
-        // A `cachefrom` image that is not there costs the build a failed lookup (BuildKit), or
-        // the daemon's own cache (classic).
-        request.cache_from.retain(|uri| {
-            !absent
-                .iter()
-                .any(|tag| uri.ends_with(&format!("/{}:{tag}", image.repository)))
-        });
-        if self.options.builder == Builder::BuildKit
-            && self.env.daemon.api_at_least(reuse::STAGES_ALONE_FROM_API)
-        {
-            reuse::stages_alone(&mut request.cache_from, &build.cache);
-        }
+        let mut request = self.request(image, build, job, &inputs, &deps, &absent);
         if let Some(target) = self.env.target
             && self.options.builder == Builder::Classic
         {
@@ -605,6 +593,7 @@ impl Run<'_> {
         job: &prepare::Job,
         inputs: &str,
         deps: &[Dependency],
+        absent: &[String],
     ) -> BuildRequest {
         let mut build_args: Vec<(String, String)> = Vec::new();
         // A dependency's arg first, so that an explicit build arg of the same name wins.
@@ -617,17 +606,15 @@ impl Run<'_> {
                 .map(|(name, value, _)| (name.clone(), value.clone())),
         );
         let target = self.env.target;
-        let mut cache_from = Vec::new();
         if self.options.builder == Builder::BuildKit {
             // Records inline cache in the image's config for the next run's `cachefrom`.
             build_args.push(("BUILDKIT_INLINE_CACHE".into(), "1".into()));
         }
-        if target.is_some() && !self.options.no_cache {
-            // The cache stages, then the last image (BuildKit on Docker 27 and later keeps only
-            // the stages when the registry holds one: `reuse::stages_alone`).
-            cache_from.extend(build.cache.iter().map(|c| c.uri.clone()));
-            cache_from.extend(image.extra_uris.iter().cloned());
-        }
+        let cache_from = if target.is_some() && !self.options.no_cache {
+            self.cache_sources(image, build, absent)
+        } else {
+            Vec::new()
+        };
         let mut labels = job.labels.clone();
         labels.push(prepare::inputs_label(inputs));
         // The classic builder's cache (Docker 20.10) matches steps without their platform: after
@@ -662,6 +649,31 @@ impl Run<'_> {
             cache_from,
             credentials: target.map(|t| t.credentials.clone()),
         }
+    }
+
+    /// The images a build takes its cache from: the cache stages, then the last image, less
+    /// those the reuse check found `absent` (a missing one costs BuildKit a failed lookup, and
+    /// the classic builder the daemon's own cache). BuildKit on Docker 27 and later takes the
+    /// stages alone when the registry holds one ([`reuse::stages_alone`]).
+    fn cache_sources(
+        &self,
+        image: &PlannedImage,
+        build: &PlannedBuild,
+        absent: &[String],
+    ) -> Vec<String> {
+        let stages = build.cache.iter().map(|c| (&c.tag, &c.uri));
+        let last = image.extra_tags.iter().zip(&image.extra_uris);
+        let mut sources: Vec<String> = stages
+            .chain(last)
+            .filter(|(tag, _)| !absent.contains(tag))
+            .map(|(_, uri)| uri.clone())
+            .collect();
+        if self.options.builder == Builder::BuildKit
+            && self.env.daemon.api_at_least(reuse::STAGES_ALONE_FROM_API)
+        {
+            reuse::stages_alone(&mut sources, &build.cache);
+        }
+        sources
     }
 
     /// The classic builder takes `cachefrom` images only from the daemon's store, and once
