@@ -116,6 +116,15 @@ pub enum ContextError {
         .path.display(), .cause.pattern, .cause.reason
     )]
     DockerfilePattern { path: PathBuf, cause: PatternError },
+    #[error(
+        "`{}` is too large for BuildKit's file sync: its {patterns} patterns take {} as request headers, more than the {} a build session takes; shorten it, or build with --builder classic",
+        .file.display(), crate::output::human_bytes(*.bytes as u64), crate::output::human_bytes(u64::from(sync::MAX_HEADER_LIST))
+    )]
+    IgnoreTooLarge {
+        file: PathBuf,
+        patterns: usize,
+        bytes: usize,
+    },
     #[error("the daemon asked for files with an invalid pattern in its {list}: `{}`: {}", .cause.pattern, .cause.reason)]
     SyncPattern { list: String, cause: PatternError },
     #[error("cannot read `{}`: {}", .path.display(), describe(.cause))]
@@ -138,7 +147,8 @@ impl ContextError {
             | ContextError::DockerfileMissing { .. }
             | ContextError::DockerfileNotFile { .. }
             | ContextError::Pattern { .. }
-            | ContextError::DockerfilePattern { .. } => 2,
+            | ContextError::DockerfilePattern { .. }
+            | ContextError::IgnoreTooLarge { .. } => 2,
             ContextError::SyncPattern { .. }
             | ContextError::Read { .. }
             | ContextError::Changed { .. }
@@ -222,6 +232,26 @@ fn read_ignore_file(
         }
     })?;
     Ok(Some((bytes, patterns)))
+}
+
+/// Checks that the daemon can send an ignore file's patterns back through the session: each
+/// line it keeps travels as one request header ([`sync::pattern_headers_size`]).
+fn fits_the_session(bytes: &[u8], shown: &Path) -> Result<(), ContextError> {
+    let text = String::from_utf8_lossy(bytes);
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect();
+    let size = sync::pattern_headers_size(lines.iter().copied());
+    if size > sync::MAX_HEADER_LIST as usize {
+        return Err(ContextError::IgnoreTooLarge {
+            file: shown.to_path_buf(),
+            patterns: lines.len(),
+            bytes: size,
+        });
+    }
+    Ok(())
 }
 
 /// `leave_out` as paths relative to `root`, for those that exist inside it.
@@ -439,14 +469,22 @@ pub fn prepare_sync(spec: &ContextSpec) -> Result<SyncedContext, ContextError> {
     let own_ignore = spec
         .dockerfile
         .with_file_name(format!("{dockerfile_name}.dockerignore"));
-    let excludes = match read_ignore_file(&own_ignore, &own_ignore)? {
-        Some((_, patterns)) => patterns,
+    let (excludes, shown) = match read_ignore_file(&own_ignore, &own_ignore)? {
+        Some((bytes, patterns)) => (Some((bytes, patterns)), own_ignore),
         None => {
             let shown = shown_in(&spec.context, ".dockerignore");
-            read_ignore_file(&root.join(".dockerignore"), &shown)?
-                .map(|(_, patterns)| patterns)
-                .unwrap_or_default()
+            (
+                read_ignore_file(&root.join(".dockerignore"), &shown)?,
+                shown,
+            )
         }
+    };
+    let excludes = match excludes {
+        Some((bytes, patterns)) => {
+            fits_the_session(&bytes, &shown)?;
+            patterns
+        }
+        None => Patterns::default(),
     };
     Ok(SyncedContext {
         leave_out: leave_out_in(&root, &spec.leave_out),
@@ -571,6 +609,33 @@ mod tests {
         assert_eq!(parsed.builder, Builder::BuildKit);
         assert_eq!(Builder::default(), Builder::BuildKit);
         assert!(toml::from_str::<Wrap>("builder = \"BuildKit\"").is_err());
+    }
+
+    #[test]
+    fn ignore_files_must_fit_the_session_headers() {
+        let file = |lines: usize| {
+            let mut text = String::from("# generated\n\n");
+            for n in 0..lines {
+                text.push_str(&format!("  node_modules/pkg-{n:07}/dist  \n"));
+            }
+            text.into_bytes()
+        };
+        let shown = Path::new("web/.dockerignore");
+        fits_the_session(&file(5_000), shown).unwrap();
+        let size = |lines: usize| lines * ("node_modules/pkg-0000000/dist".len() + 48);
+        let most = sync::MAX_HEADER_LIST as usize / size(1);
+        fits_the_session(&file(most), shown).unwrap();
+        let err = fits_the_session(&file(most + 1), shown).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        let text = err.to_string();
+        assert!(
+            text.starts_with(&format!(
+                "`web/.dockerignore` is too large for BuildKit's file sync: its {} patterns take",
+                most + 1
+            )),
+            "{text}"
+        );
+        assert!(text.contains("--builder classic"), "{text}");
     }
 
     #[test]

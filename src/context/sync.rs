@@ -33,6 +33,25 @@ use std::path::{Path, PathBuf};
 use super::ignore::{MatchInfo, PatternError, Patterns};
 use super::{ContextError, shown_in};
 
+/// The largest header list (HPACK's measure: each header's name and value, plus 32 bytes) a
+/// session accepts from the daemon, as buildx's: its session is a grpc-go server with the
+/// default `defaultServerMaxHeaderListSize` of 16 MiB (grpc-go `internal/transport/defaults.go`).
+/// The daemon's grpc client refuses to send a request over the limit the server announces.
+pub const MAX_HEADER_LIST: u32 = 16 << 20;
+
+/// What one `exclude-patterns` header costs of [`MAX_HEADER_LIST`] besides the pattern itself:
+/// the name, and HPACK's 32 bytes of overhead per header (RFC 7541, section 4.1).
+const PATTERN_HEADER_OVERHEAD: usize = "exclude-patterns".len() + 32;
+
+/// The size of the header list that carries `patterns` (the lines of an ignore file, as the
+/// Dockerfile frontend sends them back to ask for the context), by [`MAX_HEADER_LIST`]'s measure.
+pub fn pattern_headers_size<'a>(patterns: impl IntoIterator<Item = &'a str>) -> usize {
+    patterns
+        .into_iter()
+        .map(|p| p.len() + PATTERN_HEADER_OVERHEAD)
+        .sum()
+}
+
 /// Go's `os.FileMode` type and special bits (`io/fs`).
 pub mod go_mode {
     pub const DIR: u32 = 1 << 31;

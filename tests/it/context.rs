@@ -310,6 +310,42 @@ fn dockerignore_syntax_as_the_cli() {
     ]);
 }
 
+/// A generated `.dockerignore` of `lines` patterns, each naming one file under `gen/` (the files
+/// with an even number exist), then one exception that brings a file back: as monorepos and
+/// generators write them.
+fn long_ignore(lines: usize) -> (String, Vec<String>) {
+    let mut text = String::new();
+    let mut files = Vec::new();
+    for n in 0..lines {
+        text.push_str(&format!("gen/part-{n:05}.txt\n"));
+        if n % 2 == 0 {
+            files.push(format!("gen/part-{n:05}.txt"));
+        }
+    }
+    files.push("gen/kept.txt".into());
+    text.push_str("!gen/part-00000.txt\n");
+    (text, files)
+}
+
+#[test]
+fn long_dockerignore_files_as_the_cli() {
+    // The patterns travel as one request header each through BuildKit's session: 300 lines
+    // already exceed 16 KiB, hyper's default header list limit.
+    let cases = [
+        (300, "300 generated lines"),
+        (1_000, "1,000 generated lines"),
+        (5_000, "5,000 generated lines"),
+    ]
+    .into_iter()
+    .map(|(lines, name)| {
+        let (text, files) = long_ignore(lines);
+        let files: Vec<&str> = files.iter().map(String::as_str).collect();
+        case(name).tree().files(&files).ignore(&text)
+    })
+    .collect();
+    check(cases);
+}
+
 #[test]
 fn exceptions_and_pruning_as_the_cli() {
     check(vec![

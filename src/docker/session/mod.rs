@@ -14,6 +14,11 @@
 //! its session with `POST /build?session=<id>`, and BuildKit waits for that id to register, so
 //! the session is opened (and answered 101) before the build request is sent.
 //!
+//! The daemon's requests carry their arguments as HTTP/2 headers: a file sync's `exclude-patterns`
+//! are the ignore file's lines, one header each. The session accepts a header list as large as
+//! buildx's does ([`crate::context::sync::MAX_HEADER_LIST`]), not hyper's default of 16 KiB,
+//! which a `.dockerignore` of about 260 lines already exceeds.
+//!
 //! `filesync` sends the `context` and `dockerfile` folders, `secrets` answers
 //! `RUN --mount=type=secret`, `auth` hands the push registry's credentials to that registry
 //! only. This module only serves; `docker::buildkit` opens the connection and runs the build
@@ -188,6 +193,7 @@ where
         }
     });
     hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+        .max_header_list_size(crate::context::sync::MAX_HEADER_LIST)
         .serve_connection(io, service)
         .await
 }
