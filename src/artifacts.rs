@@ -49,25 +49,58 @@ pub struct WriteError {
 /// Writes `content` to `path` through a temporary file in the same folder and a rename, so that a
 /// reader (or a failed run) sees either the old file whole or the new one whole.
 pub fn write_atomic(path: &Path, content: &str) -> Result<(), WriteError> {
-    let fail = |cause| WriteError {
-        path: path.to_path_buf(),
-        cause,
+    stage(&[(path.to_path_buf(), content.to_owned())])?.commit()
+}
+
+/// Files written whole and synced beside their destinations, not yet in place: [`Staged::commit`]
+/// renames them over the destinations; dropping them removes them and leaves the destinations as
+/// they were. A release stages its artifacts before it moves any tag that deploys from them, and
+/// commits them once every tag has moved.
+#[derive(Debug)]
+pub struct Staged {
+    files: Vec<(tempfile::NamedTempFile, PathBuf)>,
+}
+
+/// Writes each `(path, content)` to a temporary file in `path`'s folder and syncs it; the first
+/// failure removes what was written so far.
+pub fn stage(files: &[(PathBuf, String)]) -> Result<Staged, WriteError> {
+    let mut staged = Staged {
+        files: Vec::with_capacity(files.len()),
     };
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".ecrship-")
-        .suffix(".tmp")
-        .tempfile_in(dir)
-        .map_err(fail)?;
-    tmp.write_all(content.as_bytes()).map_err(fail)?;
-    tmp.as_file().sync_all().map_err(fail)?;
-    // The new file gets ordinary permissions, not the 0600 of a temporary file.
-    set_readable(tmp.as_file()).map_err(fail)?;
-    tmp.persist(path).map_err(|e| fail(e.error))?;
-    Ok(())
+    for (path, content) in files {
+        let fail = |cause| WriteError {
+            path: path.clone(),
+            cause,
+        };
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".ecrship-")
+            .suffix(".tmp")
+            .tempfile_in(dir)
+            .map_err(fail)?;
+        tmp.write_all(content.as_bytes()).map_err(fail)?;
+        tmp.as_file().sync_all().map_err(fail)?;
+        // The new file gets ordinary permissions, not the 0600 of a temporary file.
+        set_readable(tmp.as_file()).map_err(fail)?;
+        staged.files.push((tmp, path.clone()));
+    }
+    Ok(staged)
+}
+
+impl Staged {
+    /// Renames every staged file over its destination, in order.
+    pub fn commit(self) -> Result<(), WriteError> {
+        for (tmp, path) in self.files {
+            tmp.persist(&path).map_err(|e| WriteError {
+                path,
+                cause: e.error,
+            })?;
+        }
+        Ok(())
+    }
 }
 
 /// Checks, before any work, that [`write_atomic`] can write `path`: its folder exists and takes a
@@ -161,6 +194,59 @@ mod tests {
             leftovers,
             ["imagedefinitions.json"],
             "no temporary file left behind"
+        );
+    }
+
+    #[test]
+    fn staged_files_move_in_on_commit_and_vanish_on_drop() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("imagedefinitions.json");
+        let b = dir.path().join("imageDetail.json");
+        write_atomic(&a, "old\n").unwrap();
+        let files = [
+            (a.clone(), "new a\n".to_owned()),
+            (b.clone(), "new b\n".to_owned()),
+        ];
+        let names = |dir: &Path| {
+            let mut names: Vec<String> = std::fs::read_dir(dir)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            names.sort();
+            names
+        };
+
+        let staged = stage(&files).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&a).unwrap(),
+            "old\n",
+            "not in place yet"
+        );
+        assert!(!b.exists());
+        assert_eq!(
+            names(dir.path()).len(),
+            3,
+            "two temporary files beside the old one"
+        );
+        drop(staged);
+        assert_eq!(names(dir.path()), ["imagedefinitions.json"]);
+        assert_eq!(std::fs::read_to_string(&a).unwrap(), "old\n");
+
+        stage(&files).unwrap().commit().unwrap();
+        assert_eq!(std::fs::read_to_string(&a).unwrap(), "new a\n");
+        assert_eq!(std::fs::read_to_string(&b).unwrap(), "new b\n");
+        assert_eq!(
+            names(dir.path()),
+            ["imageDetail.json", "imagedefinitions.json"]
+        );
+
+        let missing = (dir.path().join("gone/x.json"), "x".to_owned());
+        let err = stage(&[files[0].clone(), missing]).unwrap_err();
+        assert!(err.to_string().contains("gone/x.json"), "{err}");
+        assert_eq!(
+            names(dir.path()),
+            ["imageDetail.json", "imagedefinitions.json"],
+            "a failed stage leaves nothing behind"
         );
     }
 

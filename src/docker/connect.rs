@@ -103,6 +103,11 @@ impl Daemon {
             Ok(found) => Ok(Some(ImageInfo {
                 id: found.id.unwrap_or_default(),
                 size: found.size.unwrap_or(0).try_into().unwrap_or(0),
+                labels: found
+                    .config
+                    .and_then(|c| c.labels)
+                    .map(|l| l.into_iter().collect())
+                    .unwrap_or_default(),
             })),
             Err(BollardError::DockerResponseServerError {
                 status_code: 404, ..

@@ -147,6 +147,8 @@ pub struct ImageInfo {
     pub id: String,
     /// Size in bytes, as `docker image ls` shows it.
     pub size: u64,
+    /// The labels of its config.
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 /// A failure talking to the daemon or reported by it.

@@ -6,8 +6,9 @@
 //! list) whose config says that platform's os and architecture. The list names them in the
 //! config's order of platforms, with their digests, sizes and platforms (`image-index.md`); it
 //! is a Docker manifest list when every image is a Docker manifest, else an OCI index. It goes
-//! under the tag and each extra tag. The same images always give the same bytes, so a re-run
-//! puts the same digest again.
+//! under the tag first; the extra tags move to it only once the artifacts are staged (see
+//! `finish` in the pipeline). The same images always give the same bytes, so a re-run puts the
+//! same digest again.
 
 use futures_util::{StreamExt, TryStreamExt, stream};
 use serde::Serialize;
@@ -26,29 +27,29 @@ struct Entry {
     descriptor: Descriptor,
 }
 
-/// Finds every platform's image of `image`, puts the list under its tag and extra tags, and
-/// says what it wrote. A platform that is missing or wrong is an error and nothing is written.
+/// Finds every platform's image of `image`, puts the list under its tag (not the extra tags),
+/// and says what it wrote. A platform that is missing or wrong is an error and nothing is
+/// written.
 pub async fn join(
     registry: &Registry,
     image: &PlannedImage,
     jobs: usize,
-) -> Result<ListSummary, Error> {
+) -> Result<(ListSummary, Manifest), Error> {
     let manifest = assemble(registry, image, jobs).await?;
     let tag = image
         .uri
         .rsplit_once(':')
         .map_or("latest", |(_, tag)| tag)
         .to_owned();
-    for tag in std::iter::once(&tag).chain(&image.extra_tags) {
-        super::push::put_tag(registry, image, tag, &manifest).await?;
-    }
-    Ok(ListSummary {
+    super::push::put_tag(registry, image, &tag, &manifest).await?;
+    let summary = ListSummary {
         name: image.name.clone(),
         uri: image.uri.clone(),
-        digest: manifest.digest,
-        media_type: manifest.media_type,
+        digest: manifest.digest.clone(),
+        media_type: manifest.media_type.clone(),
         platforms: image.platforms.clone(),
-    })
+    };
+    Ok((summary, manifest))
 }
 
 /// The manifest list of `image`'s platforms, from the registry; written nowhere.
@@ -144,8 +145,9 @@ async fn find(
 }
 
 /// `ecrship manifest`: every multi-platform image's list is assembled and every
-/// single-platform image found before anything is written; then the lists go under their tags
-/// and the artifacts are written. A missing image or platform writes nothing.
+/// single-platform image found before anything is written; then the lists go under their tags,
+/// the artifacts are staged, the lists' extra tags move, and the artifacts go into place. A
+/// missing image or platform writes nothing.
 pub async fn manifest(
     root: &std::path::Path,
     plan: &crate::plan::Plan,
@@ -182,18 +184,17 @@ pub async fn manifest(
         tag: plan.tag.value.clone(),
         ..super::Summary::default()
     };
-    // Every list under every one of its tags at once: the puts are independent, and every
-    // list was found whole above, before anything was written.
-    let puts = plan
-        .images
-        .iter()
-        .zip(&found)
-        .filter(|(_, (_, is_list))| *is_list);
-    stream::iter(puts.flat_map(|(image, (manifest, _))| {
+    // Every list under its commit tag at once: the puts are independent, and every list was
+    // found whole above, before anything was written.
+    let lists = || {
+        plan.images
+            .iter()
+            .zip(&found)
+            .filter(|(_, (_, is_list))| *is_list)
+    };
+    stream::iter(lists().map(|(image, (manifest, _))| {
         let tag = image.uri.rsplit_once(':').map_or("latest", |(_, t)| t);
-        std::iter::once(tag)
-            .chain(image.extra_tags.iter().map(String::as_str))
-            .map(move |tag| super::push::put_tag(registry, image, tag, manifest))
+        super::push::put_tag(registry, image, tag, manifest)
     }))
     .buffer_unordered(options.jobs.max(1))
     .try_collect::<()>()
@@ -232,6 +233,16 @@ pub async fn manifest(
             uris.push(uri);
         }
     }
-    summary.artifacts = super::write_artifacts(root, plan, &uris)?;
+    let staged = super::stage_artifacts(root, plan, &uris)?;
+    stream::iter(lists().flat_map(|(image, (manifest, _))| {
+        image
+            .extra_tags
+            .iter()
+            .map(move |tag| super::push::put_tag(registry, image, tag, manifest))
+    }))
+    .buffer_unordered(options.jobs.max(1))
+    .try_collect::<()>()
+    .await?;
+    summary.artifacts = staged.commit()?;
     Ok(summary)
 }

@@ -35,7 +35,6 @@ use crate::context::Builder;
 use crate::docker::{BuildRequest, Daemon};
 use crate::error::Error;
 use crate::plan::{Plan, PlannedBuild, PlannedImage, platform_suffix};
-use crate::registry::Manifest;
 use crate::secret::Secret;
 use crate::view::{State, View};
 
@@ -293,6 +292,11 @@ async fn build_all(plan: &Plan, options: &Options, env: &Env<'_>) -> Result<Summ
                 (None, Some(built)) => state::Decision::Built {
                     image_id: built.image_id.clone(),
                     inputs: done.inputs.clone(),
+                    cache: built
+                        .cache
+                        .iter()
+                        .map(|(stage, id)| (stage.stage.clone(), id.clone()))
+                        .collect(),
                 },
                 (None, None) => continue,
             };
@@ -718,45 +722,141 @@ impl Run<'_> {
     }
 }
 
+/// What `push` pushes for one unit: what `build` left.
+enum Source {
+    /// The local image `build` built: its id, size, and its cache stages' images.
+    Local {
+        id: String,
+        size: u64,
+        cache: Vec<(crate::plan::CacheImage, String)>,
+    },
+    /// The registry's image `build` chose to reuse, under the tag it was found under.
+    Reused { from: String, digest: String },
+}
+
+/// What `build` left for each unit, checked against the daemon before anything is pushed: a
+/// recorded build's local image must still be the one it built.
+async fn sources(
+    root: &Path,
+    plan: &Plan,
+    registry: Option<&str>,
+    units: &[Unit<'_>],
+    daemon: &Daemon,
+) -> Result<Vec<Source>, Error> {
+    let (state, unrecorded) = match state::load(root, &plan.tag.value, registry)? {
+        state::Record::Found(state) => (state, None),
+        state::Record::Absent(why) => (state::State::default(), Some(why)),
+    };
+    let mut sources = Vec::with_capacity(units.len());
+    for unit in units {
+        let local = unit.build.local_name();
+        let not_built = || {
+            image_error(
+                unit.image,
+                Error::Failed(format!(
+                    "image {local} is not built here; run `ecrship build` first"
+                )),
+            )
+        };
+        let source = match state.builds.get(&unit.label()) {
+            Some(state::Decision::Reused { from, digest, .. }) => Source::Reused {
+                from: from.clone(),
+                digest: digest.clone(),
+            },
+            Some(state::Decision::Built {
+                image_id, cache, ..
+            }) => {
+                let info = daemon.inspect(local).await?.ok_or_else(not_built)?;
+                if &info.id != image_id {
+                    return Err(image_error(
+                        unit.image,
+                        Error::Failed(format!(
+                            "{local} is {} now, not {image_id}, which `ecrship build` built and recorded in {}; it was retagged or rebuilt since, so nothing was pushed: run `ecrship build` again",
+                            info.id,
+                            state::path_shown()
+                        )),
+                    ));
+                }
+                let cache = unit
+                    .build
+                    .cache
+                    .iter()
+                    .filter_map(|stage| Some((stage.clone(), cache.get(&stage.stage)?.clone())))
+                    .collect();
+                Source::Local {
+                    id: info.id,
+                    size: info.size,
+                    cache,
+                }
+            }
+            None => {
+                let info = daemon.inspect(local).await?.ok_or_else(not_built)?;
+                let why = unrecorded
+                    .clone()
+                    .unwrap_or_else(|| format!("{} has no record of it", state::path_shown()));
+                if !info.labels.contains_key(crate::inputs::LABEL) {
+                    return Err(image_error(
+                        unit.image,
+                        Error::Failed(format!(
+                            "{local} was not built by ecrship (it has no `{}` label) and {why}; nothing was pushed: run `ecrship build` first",
+                            crate::inputs::LABEL
+                        )),
+                    ));
+                }
+                tracing::warn!(
+                    "[{}] {why}; pushing the local {local} ({}), which ecrship built",
+                    unit.label(),
+                    summary::short_id(&info.id)
+                );
+                let mut cache = Vec::new();
+                for stage in &unit.build.cache {
+                    if let Some(found) = daemon.inspect(&stage.local_name).await? {
+                        cache.push((stage.clone(), found.id));
+                    }
+                }
+                Source::Local {
+                    id: info.id,
+                    size: info.size,
+                    cache,
+                }
+            }
+        };
+        sources.push(source);
+    }
+    Ok(sources)
+}
+
 /// `push`: push what `build` left here (or retag what it reused), then finish.
 async fn push_built(plan: &Plan, options: &Options, env: &Env<'_>) -> Result<Summary, Error> {
     let target = env
         .target
         .ok_or_else(|| Error::Failed("internal: a push without a registry".into()))?;
-    let state = state::State::read(env.root, &plan.tag.value, &plan.registry.host);
     let units = units(plan);
-    // Everything is found before anything is pushed.
-    enum Source {
-        Local(String),
-        Registry(Manifest, String),
-    }
-    let mut sources = Vec::with_capacity(units.len());
-    for unit in &units {
-        let source = match state.builds.get(&unit.label()) {
-            Some(state::Decision::Reused { from, digest, .. }) => {
-                let manifest = push::fetch(target, unit.image, digest).await?;
-                Source::Registry(manifest, from.clone())
-            }
-            _ => match env.daemon.inspect(unit.build.local_name()).await? {
-                Some(info) => Source::Local(info.id),
-                None => {
-                    return Err(Error::Failed(format!(
-                        "image {} is not built here; run `ecrship build` first",
-                        unit.build.local_name()
-                    )));
-                }
-            },
+    // Everything is found and checked before anything is pushed.
+    let found = sources(
+        env.root,
+        plan,
+        Some(&plan.registry.host),
+        &units,
+        env.daemon,
+    )
+    .await?;
+    let mut sources = Vec::with_capacity(found.len());
+    for (unit, source) in units.iter().zip(found) {
+        let manifest = match &source {
+            Source::Reused { digest, .. } => Some(push::fetch(target, unit.image, digest).await?),
+            Source::Local { .. } => None,
         };
-        sources.push(source);
+        sources.push((source, manifest));
     }
     let view = env.view;
     let done: Vec<(usize, Arc<Done>)> = stream::iter(units.iter().zip(sources))
-        .map(|(unit, source)| async move {
+        .map(|(unit, (source, manifest))| async move {
             let label = unit.label();
             view.state(&label, State::Pushing);
             let result = async {
-                match source {
-                    Source::Local(id) => {
+                match (source, manifest) {
+                    (Source::Local { id, cache, .. }, _) => {
                         let (digest, seconds) = push::push_local(
                             env.daemon,
                             target,
@@ -767,12 +867,6 @@ async fn push_built(plan: &Plan, options: &Options, env: &Env<'_>) -> Result<Sum
                             view,
                         )
                         .await?;
-                        let mut cache = Vec::new();
-                        for stage in &unit.build.cache {
-                            if let Some(info) = env.daemon.inspect(&stage.local_name).await? {
-                                cache.push((stage.clone(), info.id));
-                            }
-                        }
                         Ok::<_, Error>(Done {
                             inputs: String::new(),
                             action: Action::Built,
@@ -783,7 +877,7 @@ async fn push_built(plan: &Plan, options: &Options, env: &Env<'_>) -> Result<Sum
                             push_seconds: Some(seconds),
                         })
                     }
-                    Source::Registry(manifest, from) => {
+                    (Source::Reused { from, .. }, Some(manifest)) => {
                         let started = Instant::now();
                         push::put_tag(&target.registry, unit.image, &unit.build.tag, &manifest)
                             .await?;
@@ -804,6 +898,9 @@ async fn push_built(plan: &Plan, options: &Options, env: &Env<'_>) -> Result<Sum
                             built: None,
                         })
                     }
+                    (Source::Reused { .. }, None) => Err(Error::Failed(
+                        "internal: a reused image without its manifest".into(),
+                    )),
                 }
             }
             .await;
@@ -831,40 +928,27 @@ async fn push_built(plan: &Plan, options: &Options, env: &Env<'_>) -> Result<Sum
 /// `push --dry-run`: what a push would do, from the local images and `build`'s decisions; no
 /// login, no registry, nothing written.
 pub async fn push_dry_run(root: &Path, plan: &Plan, daemon: &Daemon) -> Result<Summary, Error> {
-    let state = state::State::read_for(root, &plan.tag.value, None);
     let mut summary = Summary {
         tag: plan.tag.value.clone(),
         ..Summary::default()
     };
-    for unit in units(plan) {
+    let units = units(plan);
+    let found = sources(root, plan, None, &units, daemon).await?;
+    for (unit, source) in units.iter().zip(found) {
         let mut row = unit.row();
-        match state.builds.get(&unit.label()) {
-            Some(state::Decision::Reused { from, digest, .. }) => {
-                row.action = Some(Action::Reused);
-                row.reused_from = Some(ReusedFrom {
-                    tag: from.clone(),
-                    digest: digest.clone(),
-                });
-            }
-            _ => match daemon.inspect(unit.build.local_name()).await? {
-                Some(info) => {
-                    row.action = Some(Action::Built);
-                    row.image_id = Some(info.id);
-                    row.size = Some(info.size);
-                }
-                None => {
-                    return Err(Error::Failed(format!(
-                        "image {} is not built here; run `ecrship build` first",
-                        unit.build.local_name()
-                    )));
-                }
-            },
-        }
         row.would_push.push(unit.build.uri.clone());
         row.would_push.extend(unit.build.extra_uris.iter().cloned());
-        for stage in &unit.build.cache {
-            if daemon.inspect(&stage.local_name).await?.is_some() {
-                row.would_push.push(stage.uri.clone());
+        match source {
+            Source::Reused { from, digest } => {
+                row.action = Some(Action::Reused);
+                row.reused_from = Some(ReusedFrom { tag: from, digest });
+            }
+            Source::Local { id, size, cache } => {
+                row.action = Some(Action::Built);
+                row.image_id = Some(id);
+                row.size = Some(size);
+                row.would_push
+                    .extend(cache.into_iter().map(|(stage, _)| stage.uri));
             }
         }
         summary.images.push(row);
@@ -905,7 +989,16 @@ impl Finished {
     }
 }
 
-/// Once every image is in: the extra tags, the cache tags, the manifest lists, the artifacts.
+/// Once every image is in its commit tag. In this order, so that nothing anything deploys from
+/// moves before the artifacts are safe on disk:
+///
+/// 1. each multi-platform image's manifest list, put under its commit tag;
+/// 2. the artifacts, written whole and synced to temporary files beside their destinations
+///    ([`artifacts::stage`]): a full disk or a read-only folder stops the run here;
+/// 3. the moving tags (`[tag] extra`, `extra_tags`) of every image and list, and the cache
+///    stages' tags, all at once;
+/// 4. the artifacts renamed into place. A tag that fails to move in step 3 removes the
+///    temporary files, and the old artifacts stay.
 async fn finish(
     plan: &Plan,
     options: &Options,
@@ -914,8 +1007,8 @@ async fn finish(
     units: &[Unit<'_>],
     done: &[Arc<Done>],
 ) -> Result<Finished, Error> {
-    // The manifest of each single-platform image, for its extra tags.
-    let mut extras = Vec::new();
+    // What each moving tag will hold: a single-platform image's manifest...
+    let mut moves = Vec::new();
     for (unit, done) in units.iter().zip(done) {
         if unit.build.extra_uris.is_empty() {
             continue;
@@ -926,66 +1019,30 @@ async fn finish(
             (None, None) => continue,
         };
         for tag in &unit.image.extra_tags {
-            extras.push((unit.image, unit.label(), tag.clone(), manifest.clone()));
+            moves.push((unit.image, unit.label(), tag.clone(), manifest.clone()));
         }
     }
-    stream::iter(extras)
-        .map(|(image, label, tag, manifest)| async move {
-            push::put_tag(&target.registry, image, &tag, &manifest).await?;
-            env.view.line(
-                &label,
-                &format!(
-                    "tagged {}/{}:{tag}",
-                    target.registry.host(),
-                    image.repository
-                ),
-            );
-            Ok::<_, Error>(())
-        })
-        .buffer_unordered(options.jobs.max(1))
-        .try_collect::<Vec<()>>()
-        .await?;
 
-    let cache = units.iter().zip(done).flat_map(|(unit, done)| {
-        done.cache
-            .iter()
-            .map(move |(stage, id)| (*unit, stage.clone(), id.clone()))
-    });
-    stream::iter(cache)
-        .map(|(unit, stage, id)| async move {
-            push::push_cache(
-                env.daemon,
-                target,
-                unit.image,
-                &unit.label(),
-                &id,
-                &stage.uri,
-                env.view,
-            )
-            .await
-        })
-        .buffer_unordered(options.jobs.max(1))
-        .try_collect::<Vec<()>>()
-        .await?;
-
-    // Multi-platform images whose every platform this run built: joined here.
+    // ...or a multi-platform image's list, joined here when this run built every platform.
     let mut lists = Vec::new();
     let mut list_digests: HashMap<String, String> = HashMap::new();
     if plan.only_platform.is_none() {
         for image in plan.images.iter().filter(|i| !i.platforms.is_empty()) {
-            let joined = list::join(&target.registry, image, options.jobs).await?;
+            let (joined, manifest) = list::join(&target.registry, image, options.jobs).await?;
             list_digests.insert(image.name.clone(), joined.digest.clone());
             env.view.line(
                 &image.name,
                 &format!("wrote the manifest list {}", joined.uri),
             );
+            for tag in &image.extra_tags {
+                moves.push((image, image.name.clone(), tag.clone(), manifest.clone()));
+            }
             lists.push(joined);
         }
     }
 
-    let mut artifacts_written = Vec::new();
     let mut uris = vec![None; units.len()];
-    if plan.only_platform.is_none() {
+    let staged = if plan.only_platform.is_none() {
         let mut definitions = Vec::new();
         for image in plan.deployed() {
             let digest = match list_digests.get(&image.name) {
@@ -1007,13 +1064,57 @@ async fn finish(
             }
             definitions.push(uri);
         }
-        artifacts_written = write_artifacts(env.root, plan, &definitions)?;
+        Some(stage_artifacts(env.root, plan, &definitions)?)
     } else {
         tracing::info!(
             "only {} was built: the artifacts are written by `ecrship manifest`, once every platform is in",
             plan.only_platform.as_deref().unwrap_or_default()
         );
-    }
+        None
+    };
+
+    let tags = stream::iter(moves)
+        .map(|(image, label, tag, manifest)| async move {
+            push::put_tag(&target.registry, image, &tag, &manifest).await?;
+            env.view.line(
+                &label,
+                &format!(
+                    "tagged {}/{}:{tag}",
+                    target.registry.host(),
+                    image.repository
+                ),
+            );
+            Ok::<_, Error>(())
+        })
+        .buffer_unordered(options.jobs.max(1))
+        .try_collect::<Vec<()>>();
+    let cache = units.iter().zip(done).flat_map(|(unit, done)| {
+        done.cache
+            .iter()
+            .map(move |(stage, id)| (*unit, stage.clone(), id.clone()))
+    });
+    let cache = stream::iter(cache)
+        .map(|(unit, stage, id)| async move {
+            push::push_cache(
+                env.daemon,
+                target,
+                unit.image,
+                &unit.label(),
+                &id,
+                &stage.uri,
+                env.view,
+            )
+            .await
+        })
+        .buffer_unordered(options.jobs.max(1))
+        .try_collect::<Vec<()>>();
+    // Dropping `staged` on an error removes the temporary files.
+    tokio::try_join!(tags, cache)?;
+
+    let artifacts_written = match staged {
+        Some(staged) => staged.commit()?,
+        None => Vec::new(),
+    };
     Ok(Finished {
         lists,
         artifacts: artifacts_written,
@@ -1033,6 +1134,34 @@ pub fn pinned_uri(image: &PlannedImage, digest: &str) -> String {
 /// Writes `imagedefinitions.json` (and `imageDetail.json` when configured) under `root`;
 /// `uris` are the deployed images' URIs, in plan order.
 pub fn write_artifacts(root: &Path, plan: &Plan, uris: &[String]) -> Result<Vec<String>, Error> {
+    stage_artifacts(root, plan, uris)?.commit()
+}
+
+/// The artifacts of a run, written and synced beside their destinations, not yet in place.
+pub struct StagedArtifacts {
+    staged: artifacts::Staged,
+    /// The paths, as configured (relative to the project root).
+    names: Vec<String>,
+}
+
+impl StagedArtifacts {
+    /// Renames the artifacts into place; returns their paths as configured.
+    pub fn commit(self) -> Result<Vec<String>, Error> {
+        self.staged.commit()?;
+        for path in &self.names {
+            tracing::info!("wrote {path}");
+        }
+        Ok(self.names)
+    }
+}
+
+/// Stages `imagedefinitions.json` (and `imageDetail.json` when configured) under `root`;
+/// `uris` are the deployed images' URIs, in plan order.
+pub fn stage_artifacts(
+    root: &Path,
+    plan: &Plan,
+    uris: &[String],
+) -> Result<StagedArtifacts, Error> {
     let deployed: Vec<&PlannedImage> = plan.deployed().collect();
     let text = artifacts::image_definitions(
         deployed
@@ -1040,25 +1169,22 @@ pub fn write_artifacts(root: &Path, plan: &Plan, uris: &[String]) -> Result<Vec<
             .zip(uris)
             .map(|(i, u)| (i.name.as_str(), u.as_str())),
     );
+    let mut names = vec![plan.imagedefinitions.clone()];
+    let mut files = vec![(root.join(&plan.imagedefinitions), text)];
     // image_detail names an image of the config; it may not be among those selected.
-    let detail = plan
+    if let Some(index) = plan
         .image_detail
         .as_ref()
         .and_then(|name| deployed.iter().position(|i| &i.name == name))
-        .map(|index| artifacts::image_detail(&uris[index]));
-    let mut written = Vec::new();
-    let definitions = root.join(&plan.imagedefinitions);
-    artifacts::write_atomic(&definitions, &text)?;
-    written.push(plan.imagedefinitions.clone());
-    if let Some(detail) = detail {
+    {
         let path = Path::new(&plan.imagedefinitions).with_file_name("imageDetail.json");
-        artifacts::write_atomic(&root.join(&path), &detail)?;
-        written.push(path.to_string_lossy().into_owned());
+        files.push((root.join(&path), artifacts::image_detail(&uris[index])));
+        names.push(path.to_string_lossy().into_owned());
     }
-    for path in &written {
-        tracing::info!("wrote {path}");
-    }
-    Ok(written)
+    Ok(StagedArtifacts {
+        staged: artifacts::stage(&files)?,
+        names,
+    })
 }
 
 pub(crate) fn image_error(image: &PlannedImage, source: Error) -> Error {

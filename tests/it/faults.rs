@@ -1806,3 +1806,246 @@ fn an_artifact_that_cannot_be_written_fails_before_anything_is_pushed() {
     );
     chmod(&project.test.path("out"), 0o755);
 }
+
+// =============================================================================================
+// What `push` pushes, and when the artifact is safe.
+
+/// `build`, then something else under the local `<repo>:<tag>`: `push` stops before it pushes,
+/// naming the tag, the id `build` recorded and the one there now. A record that cannot be read
+/// is an error too; with no record at all, only an image ecrship built is pushed.
+#[test]
+fn push_pushes_only_what_build_recorded() {
+    let s = stack();
+    let project = pushable_to(&s.registry);
+    let local = format!("{}:{}", project.repo, project.tag);
+    let id_of = |reference: &str| -> String {
+        let r = docker_api("GET", &format!("/images/{reference}/json")).unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        json["Id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no {reference}"))
+            .to_owned()
+    };
+    let built = id_of(&local);
+    let other = id_of(&s.base_image);
+    let retag = |source: &str| {
+        let (repo, tag) = local.rsplit_once(':').unwrap();
+        let path = format!("/images/{source}/tag?repo={repo}&tag={tag}");
+        assert_eq!(docker_api("POST", &path).unwrap().status, 201);
+    };
+
+    let what = "another image under the local tag";
+    retag(&s.base_image);
+    let out = project.test.run_with(["push"]);
+    assert_fails(
+        &out,
+        1,
+        &[
+            "image `app`",
+            &local,
+            &other,
+            &built,
+            "run `ecrship build` again",
+        ],
+        what,
+    );
+    assert!(
+        project.pushed_to(&s.registry).is_empty(),
+        "{what}: nothing is pushed"
+    );
+    assert_untouched(&project.test, what);
+    let out = project.test.run_with(["push", "--dry-run"]);
+    assert_fails(&out, 1, &[&local, &other, &built], "the same, in a dry-run");
+
+    let record = project.test.path(".ecrship/build.json");
+    let kept = fs::read(&record).unwrap();
+    retag(&built);
+    let cases: [(&str, &dyn Fn(), &str); 3] = [
+        (
+            "a record that is not UTF-8",
+            &|| fs::write(&record, b"\xff{").unwrap(),
+            "it is not UTF-8",
+        ),
+        (
+            "a record that is not JSON",
+            &|| fs::write(&record, "{\"tag\":").unwrap(),
+            "EOF",
+        ),
+        (
+            "a record that is a folder",
+            &|| {
+                fs::remove_file(&record).unwrap();
+                fs::create_dir(&record).unwrap();
+            },
+            "it is a folder",
+        ),
+    ];
+    for (what, spoil, why) in cases {
+        spoil();
+        let out = project.test.run_with(["push"]);
+        assert_fails(&out, 1, &[".ecrship/build.json cannot be used", why], what);
+        assert!(
+            project.pushed_to(&s.registry).is_empty(),
+            "{what}: nothing is pushed"
+        );
+        assert_untouched(&project.test, what);
+    }
+    fs::remove_dir(&record).unwrap();
+
+    // No record: the base image (no inputs label) is refused, ecrship's own image is pushed.
+    let what = "no record and a foreign image";
+    retag(&s.base_image);
+    let out = project.test.run_with(["push"]);
+    assert_fails(
+        &out,
+        1,
+        &[&local, "was not built by ecrship", "has not run here"],
+        what,
+    );
+    assert!(
+        project.pushed_to(&s.registry).is_empty(),
+        "{what}: nothing is pushed"
+    );
+    retag(&built);
+    let out = project.test.run_with(["push"]);
+    out.assert_success();
+    assert!(
+        out.stderr.contains("has not run here") && out.stderr.contains("which ecrship built"),
+        "{out}"
+    );
+    let mut want = vec![project.tag.clone(), "latest".to_owned()];
+    want.sort();
+    assert_eq!(project.pushed_to(&s.registry), want);
+    fs::write(&record, kept).unwrap();
+}
+
+/// A tmpfs mounted on a folder of the test (as root), unmounted on Drop.
+struct Tmpfs {
+    path: std::path::PathBuf,
+}
+
+impl Tmpfs {
+    /// Mounts `size` bytes on `path`; None (the test says why and skips) where mounting is not
+    /// allowed.
+    fn mount(path: &Path, size: usize) -> Option<Tmpfs> {
+        fs::create_dir_all(path).unwrap();
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(path)
+            .output()
+            .expect("run mount");
+        if !out.status.success() {
+            eprintln!(
+                "skipped: cannot mount a tmpfs here: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+            return None;
+        }
+        Some(Tmpfs {
+            path: path.to_owned(),
+        })
+    }
+
+    /// Fills it up: the next write fails with ENOSPC.
+    fn fill(&self) {
+        let mut file = fs::File::create(self.path.join("filler")).unwrap();
+        let block = [0u8; 4096];
+        while file.write_all(&block).is_ok() {}
+        let _ = file.sync_all();
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.path).status();
+    }
+}
+
+/// The artifact's folder is full: the release fails with ENOSPC, the old artifact is intact,
+/// and no tag that anything deploys from moved (the registry has the commit tag, not `latest`).
+#[test]
+fn a_full_disk_at_the_artifact_moves_no_deploy_tag() {
+    let s = stack();
+    let project = Project::with_top(
+        "[artifacts]\nimagedefinitions = \"out/imagedefinitions.json\"\n",
+        FROM_BASE,
+        "",
+    )
+    .file("hello", "x")
+    .env("ECRSHIP_REGISTRY", &s.registry)
+    .with(Test::moto_env);
+    let Some(disk) = Tmpfs::mount(&project.test.path("out"), 64 * 1024) else {
+        return;
+    };
+    fs::write(project.test.path("out/imagedefinitions.json"), PREVIOUS).unwrap();
+    disk.fill();
+    let out = project.test.run_with(["release"]);
+    let what = "a full disk";
+    assert_fails(
+        &out,
+        1,
+        &[
+            "cannot write",
+            "out/imagedefinitions.json",
+            "No space left on device",
+        ],
+        what,
+    );
+    assert_eq!(
+        project.pushed_to(&s.registry),
+        std::slice::from_ref(&project.tag),
+        "{what}: only the commit tag\n{out}"
+    );
+    assert_eq!(
+        project.test.read("out/imagedefinitions.json"),
+        PREVIOUS,
+        "{what}"
+    );
+    let leftovers: Vec<String> = fs::read_dir(project.test.path("out"))
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|name| name.starts_with(".ecrship-"))
+        .collect();
+    assert!(
+        leftovers.is_empty(),
+        "{what}: temporary files left: {leftovers:?}"
+    );
+
+    // With room again, the same release moves `latest` and writes the artifact.
+    fs::remove_file(project.test.path("out/filler")).unwrap();
+    project.test.run_with(["release"]).assert_success();
+    let mut want = vec![project.tag.clone(), "latest".to_owned()];
+    want.sort();
+    assert_eq!(project.pushed_to(&s.registry), want);
+    assert!(
+        project
+            .test
+            .read("out/imagedefinitions.json")
+            .contains(&project.tag)
+    );
+    drop(disk);
+}
+
+/// An ignore file larger than any build session takes is bad input that names the file and
+/// its size, before anything is built.
+#[test]
+fn an_ignore_file_too_large_for_a_session_names_its_size() {
+    let mut text = String::with_capacity(24 << 20);
+    for n in 0..300_000 {
+        text.push_str(&format!("generated/assets/part-{n:07}/bundle.js\n"));
+    }
+    let project = small_project().file(".dockerignore", &text);
+    let out = project.test.run_with(["build"]);
+    assert_fails(
+        &out,
+        2,
+        &[
+            "image `app`",
+            "`.dockerignore` is too large",
+            "300000 patterns",
+            "--builder classic",
+        ],
+        "a 300,000-line .dockerignore",
+    );
+    assert!(!project.built_locally());
+}
