@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use crate::cli::{self, Global};
-use crate::config::Config;
+use crate::config::{self, Config};
 use crate::docker::{self, Daemon};
 use crate::error::Error;
 use crate::pipeline::{self, Env, Options, Steps, Summary, Target};
@@ -76,7 +76,9 @@ pub async fn steps(
         _ => {}
     }
     let ssm = match &aws {
-        Some(aws) => aws::ssm::parameters(aws, &ssm_names).await?,
+        Some(aws) => aws::ssm::parameters(aws, &ssm_names)
+            .await
+            .map_err(|(name, e)| ssm_error(&config, &plan, &name, e))?,
         None => BTreeMap::new(),
     };
     let (plan, target, no_target) = match &aws {
@@ -200,6 +202,52 @@ fn options(config: &Config, plan: &Plan, request: &Request<'_>) -> Options {
         rebuild: build.is_some_and(|b| b.rebuild),
         pin_digest: request.push.is_some_and(|p| p.pin_digest),
         max_age: config.reuse_max_age,
+    }
+}
+
+/// An SSM parameter that could not be fetched, said of the first image, build arg or secret
+/// that reads it, with its line in the config.
+fn ssm_error(config: &Config, plan: &Plan, parameter: &str, error: aws::AwsError) -> Error {
+    let reads = |sources: &BTreeMap<String, config::Source>| {
+        sources
+            .iter()
+            .find(|(_, s)| matches!(s, config::Source::Ssm { name } if name == parameter))
+            .map(|(arg, _)| arg.clone())
+    };
+    let user = plan.images.iter().find_map(|image| {
+        let configured = config.images.iter().find(|i| i.name == image.name)?;
+        let lines = &configured.source_lines;
+        let (kind, line, arg) = match reads(&image.build_args) {
+            Some(arg) => ("build arg", lines.build_args.get(&arg).copied(), arg),
+            None => {
+                let arg = reads(&image.secrets)?;
+                ("secret", lines.secrets.get(&arg).copied(), arg)
+            }
+        };
+        Some((image.name.clone(), kind, line, arg))
+    });
+    let Some((image, kind, line, arg)) = user else {
+        return error.into();
+    };
+    let error = match error {
+        aws::AwsError::Call { call, cause, hint } => {
+            let line = match (&config.origin, line) {
+                (config::Origin::File(_), Some(line)) => {
+                    format!(" ({} line {line})", config.origin)
+                }
+                _ => String::new(),
+            };
+            aws::AwsError::Call {
+                call: format!("{kind} `{arg}`{line}: {call}"),
+                cause,
+                hint,
+            }
+        }
+        other => other,
+    };
+    Error::Image {
+        image,
+        source: Box::new(error.into()),
     }
 }
 

@@ -169,6 +169,16 @@ pub struct Image {
     /// Line of the `[[image]]` entry, for messages (0 for the embedded default).
     #[serde(skip)]
     pub line: usize,
+    /// The line of each build arg's and each secret's source, by name (for messages).
+    #[serde(skip)]
+    pub source_lines: SourceLines,
+}
+
+/// Lines of the config where build args and secrets take their values from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SourceLines {
+    pub build_args: BTreeMap<String, usize>,
+    pub secrets: BTreeMap<String, usize>,
 }
 
 /// The `[deploy]` table: the ECS service the images are deployed to, which the deploy preflight
@@ -256,8 +266,19 @@ impl Config {
                     format!("image name `{}` is used twice", image.name),
                 ));
             }
+            let lines = |offsets: &BTreeMap<String, usize>| -> BTreeMap<String, usize> {
+                offsets
+                    .iter()
+                    .map(|(name, &offset)| (name.clone(), line_of(text, offset)))
+                    .collect()
+            };
+            let source_lines = SourceLines {
+                build_args: lines(&image.source_lines.build_args),
+                secrets: lines(&image.source_lines.secrets),
+            };
             images.push(Image {
                 line: line_of(text, span.start),
+                source_lines,
                 ..image
             });
         }
@@ -605,6 +626,14 @@ impl RawImage {
         let unspan = |m: BTreeMap<String, Spanned<Source>>| -> BTreeMap<String, Source> {
             m.into_iter().map(|(k, v)| (k, v.into_inner())).collect()
         };
+        // Byte offsets for now: `Config::parse` turns them into lines.
+        let offsets = |m: &BTreeMap<String, Spanned<Source>>| -> BTreeMap<String, usize> {
+            m.iter().map(|(k, v)| (k.clone(), v.span().start)).collect()
+        };
+        let source_lines = SourceLines {
+            build_args: offsets(&self.build_args),
+            secrets: offsets(&self.secrets),
+        };
         for stage in self.cache_stages.get_ref() {
             if let Some(reason) = tag_grammar_violation(&format!("cache-{stage}")) {
                 return Err(fail(
@@ -668,6 +697,7 @@ impl RawImage {
             deploy: self.deploy.unwrap_or(true),
             platforms: self.platforms.into_inner(),
             line: 0,
+            source_lines,
         })
     }
 }

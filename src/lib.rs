@@ -18,6 +18,7 @@ pub mod plan;
 pub mod policy;
 pub mod preflight;
 pub mod registry;
+pub mod retry;
 pub mod secret;
 pub mod source;
 

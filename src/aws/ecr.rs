@@ -3,7 +3,7 @@
 use aws_config::SdkConfig;
 use base64::Engine;
 
-use super::{AwsError, call_error};
+use super::{AwsError, Speaking, call_error};
 use crate::docker::Credentials;
 
 /// A registry login from ECR. `Debug` hides the password (see [`Credentials`]).
@@ -21,6 +21,7 @@ pub async fn login(config: &SdkConfig) -> Result<Login, AwsError> {
     let out = client
         .get_authorization_token()
         .send()
+        .speaking("ECR GetAuthorizationToken")
         .await
         .map_err(|e| call_error("ECR GetAuthorizationToken", &e))?;
     let data = out
@@ -56,6 +57,7 @@ pub async fn create_repositories(config: &SdkConfig, names: &[&str]) -> Result<(
             .create_repository()
             .repository_name(*name)
             .send()
+            .speaking(&format!("ECR CreateRepository `{name}`"))
             .await
         {
             Ok(_) => tracing::info!("created ECR repository {name}"),
@@ -89,6 +91,7 @@ pub async fn tagged_image(
         .accepted_media_types("application/vnd.docker.distribution.manifest.v2+json")
         .accepted_media_types("application/vnd.oci.image.manifest.v1+json")
         .send()
+        .speaking(&format!("ECR BatchGetImage `{repository}:{tag}`"))
         .await
         .map_err(|e| call_error(&format!("ECR BatchGetImage `{repository}:{tag}`"), &e))?;
     let Some(image) = out.images().first() else {

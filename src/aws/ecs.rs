@@ -4,7 +4,7 @@
 use aws_config::SdkConfig;
 use aws_sdk_ecs::operation::describe_services::DescribeServicesError;
 
-use super::{AwsError, call_error};
+use super::{AwsError, Speaking, call_error};
 use crate::config::DeployConfig;
 use crate::deploy::{Controller, Deployed, TaskDefinition};
 
@@ -21,6 +21,7 @@ pub async fn deployed(config: &SdkConfig, target: &DeployConfig) -> Result<Deplo
         .cluster(&target.cluster)
         .services(&target.service)
         .send()
+        .speaking(&call)
         .await
         .map_err(|e| match e.as_service_error() {
             Some(DescribeServicesError::ClusterNotFoundException(_)) => AwsError::Call {
@@ -66,6 +67,7 @@ pub async fn deployed(config: &SdkConfig, target: &DeployConfig) -> Result<Deplo
         .describe_task_definition()
         .task_definition(arn)
         .send()
+        .speaking(&call)
         .await
         .map_err(|e| call_error(&call, &e))?;
     let task = out.task_definition().ok_or_else(|| AwsError::Call {

@@ -26,6 +26,16 @@ pub enum AwsError {
     },
 }
 
+/// Gives an SDK call the waiting line of [`crate::retry::speaking`]: the SDK retries on its own,
+/// and a call that waits past a few seconds says what it waits for.
+pub(crate) trait Speaking: std::future::Future + Sized {
+    async fn speaking(self, what: &str) -> Self::Output {
+        crate::retry::speaking(what, "", self).await
+    }
+}
+
+impl<F: std::future::Future> Speaking for F {}
+
 /// Loads the shared AWS configuration (environment, profile, CodeBuild's container credentials,
 /// instance metadata; `AWS_ENDPOINT_URL` and `AWS_ENDPOINT_URL_<SERVICE>` overrides) with bounded
 /// timeouts, so an unreachable endpoint is an error and never a hang.

@@ -35,10 +35,32 @@ pub const MULTIPART_THRESHOLD: u64 = 8 * 1024 * 1024;
 const MAX_PARTS: u64 = 10_000;
 /// Parts in flight at once: memory stays under this many parts.
 const PARTS_IN_FLIGHT: usize = 4;
-/// Attempts of one request when the connection fails or S3 answers 500, 503 (`SlowDown`).
-const ATTEMPTS: u32 = 3;
-/// One attempt's limit, as the other AWS calls have.
-const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(60);
+/// A request is retried ([`crate::retry`]) when the connection fails, S3 answers 500 or 503
+/// (`SlowDown`), or an attempt gets no answer within a minute, as the other AWS calls have.
+const POLICY: crate::retry::Policy = crate::retry::Policy {
+    attempt_timeout: Some(Duration::from_secs(60)),
+};
+
+/// Why one attempt of a request got no usable answer.
+#[derive(Debug)]
+enum Unsent {
+    /// The request could not be signed (no credentials): not worth another attempt.
+    Signing(AwsError),
+    /// The connection failed.
+    Transport(String),
+    /// S3 answered 500 or 503.
+    Busy(Answer),
+}
+
+impl std::fmt::Display for Unsent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Unsent::Signing(e) => e.fmt(f),
+            Unsent::Transport(cause) => f.write_str(cause),
+            Unsent::Busy(answer) => write!(f, "HTTP {}", answer.status),
+        }
+    }
+}
 
 /// An S3 client for one region and endpoint.
 pub struct Client {
@@ -114,6 +136,7 @@ struct Req<'a> {
 }
 
 /// An answer of S3.
+#[derive(Debug)]
 struct Answer {
     status: u16,
     headers: http::HeaderMap,
@@ -373,28 +396,30 @@ impl Client {
             headers,
         } = req;
         let url = self.url(bucket, key, query);
-        let mut last = None;
-        for attempt in 0..ATTEMPTS {
-            if attempt > 0 {
-                tokio::time::sleep(Duration::from_millis(500 << attempt)).await;
-            }
-            let request = self.signed(call, method, &url, headers, &body).await?;
-            let sent = tokio::time::timeout(ATTEMPT_TIMEOUT, async {
+        let what = call.to_owned();
+        let sent = crate::retry::run(
+            POLICY,
+            &what,
+            || async {
+                let request = self
+                    .signed(call, method, &url, headers, &body)
+                    .await
+                    .map_err(Unsent::Signing)?;
                 let response = self
                     .connector
                     .call(request)
                     .await
-                    .map_err(|e| crate::error::error_chain(&e))?;
+                    .map_err(|e| Unsent::Transport(crate::error::error_chain(&e)))?;
                 let status = response.status().as_u16();
                 let headers = response.headers().clone();
                 let http: http::Response<SdkBody> = response
                     .try_into_http1x()
-                    .map_err(|e| crate::error::error_chain(&e))?;
+                    .map_err(|e| Unsent::Transport(crate::error::error_chain(&e)))?;
                 let body = http
                     .into_body()
                     .collect()
                     .await
-                    .map_err(|e| e.to_string())?
+                    .map_err(|e| Unsent::Transport(e.to_string()))?
                     .to_bytes()
                     .to_vec();
                 let mut map = http::HeaderMap::new();
@@ -406,32 +431,42 @@ impl Client {
                         map.append(name, value);
                     }
                 }
-                Ok::<_, String>(Answer {
+                let answer = Answer {
                     status,
                     headers: map,
                     body,
-                })
-            })
-            .await;
-            match sent {
-                Ok(Ok(answer)) if answer.status == 500 || answer.status == 503 => {
-                    last = Some(Ok(answer));
+                };
+                match status {
+                    500 | 503 => Err(Unsent::Busy(answer)),
+                    _ => Ok(answer),
                 }
-                Ok(Ok(answer)) => return Ok(answer),
-                Ok(Err(cause)) => last = Some(Err(cause)),
-                Err(_) => last = Some(Err(format!("no answer within {ATTEMPT_TIMEOUT:?}"))),
-            }
-        }
-        match last {
-            Some(Ok(answer)) => Ok(answer),
-            Some(Err(cause)) => Err(AwsError::Call {
+            },
+            |unsent| !matches!(unsent, Unsent::Signing(_)),
+            &mut crate::retry::log_retry,
+        )
+        .await;
+        match sent {
+            Ok(answer) => Ok(answer),
+            // S3's own answer, for the caller to read as any other.
+            Err(crate::retry::GaveUp {
+                last: crate::retry::Failure::Failed(Unsent::Busy(answer)),
+                ..
+            }) => Ok(answer),
+            Err(crate::retry::GaveUp {
+                last: crate::retry::Failure::Failed(Unsent::Signing(e)),
+                ..
+            }) => Err(e),
+            Err(gave_up) => Err(AwsError::Call {
                 call: call.to_owned(),
-                cause: format!("{cause} ({ATTEMPTS} attempts)"),
+                cause: format!(
+                    "{}{}",
+                    gave_up.last,
+                    crate::retry::attempts_note(gave_up.attempts)
+                ),
                 hint: Some(
                     "the S3 endpoint is unreachable: check the network and AWS_ENDPOINT_URL",
                 ),
             }),
-            None => unreachable!("ATTEMPTS is at least 1"),
         }
     }
 

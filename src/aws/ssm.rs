@@ -6,14 +6,14 @@ use aws_config::SdkConfig;
 use aws_sdk_ssm::operation::get_parameter::GetParameterError;
 use futures_util::future::try_join_all;
 
-use super::AwsError;
+use super::{AwsError, Speaking};
 use crate::secret::Secret;
 
-/// Fetches every named parameter, concurrently.
+/// Fetches every named parameter, concurrently; a failure comes with the parameter's name.
 pub async fn parameters(
     config: &SdkConfig,
     names: &BTreeSet<String>,
-) -> Result<BTreeMap<String, Secret>, AwsError> {
+) -> Result<BTreeMap<String, Secret>, (String, AwsError)> {
     if names.is_empty() {
         return Ok(BTreeMap::new());
     }
@@ -26,10 +26,11 @@ pub async fn parameters(
                 .name(name)
                 .with_decryption(true)
                 .send()
+                .speaking(&format!("SSM GetParameter `{name}`"))
                 .await
-                .map_err(|e| parameter_error(name, e))?;
+                .map_err(|e| (name.clone(), parameter_error(name, e)))?;
             let value = out.parameter().and_then(|p| p.value()).unwrap_or_default();
-            Ok::<_, AwsError>((name.clone(), Secret::new(value.to_owned())))
+            Ok::<_, (String, AwsError)>((name.clone(), Secret::new(value.to_owned())))
         }
     });
     Ok(try_join_all(fetches).await?.into_iter().collect())

@@ -172,7 +172,7 @@ pub enum DockerError {
 
     /// A push failed after its retries; `transient` tells whether the last failure was one
     /// that a later run may not meet (network, registry 5xx) rather than auth or naming.
-    #[error("push of {image} to {registry} failed{}: {message}", attempts_note(*attempts))]
+    #[error("push of {image} to {registry} failed{}: {message}", crate::retry::attempts_note(*attempts))]
     Push {
         image: String,
         registry: String,
@@ -204,14 +204,6 @@ fn plural(n: usize) -> &'static str {
 fn quoted(items: &[String]) -> String {
     let quoted: Vec<String> = items.iter().map(|i| format!("`{i}`")).collect();
     quoted.join(", ")
-}
-
-fn attempts_note(attempts: usize) -> String {
-    if attempts > 1 {
-        format!(" ({attempts} attempts)")
-    } else {
-        String::new()
-    }
 }
 
 fn render_tail(tail: &[String]) -> String {

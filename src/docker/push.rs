@@ -1,7 +1,5 @@
 //! `POST /images/{name}/push`, with retries for transient failures.
 
-use std::time::Duration;
-
 use bollard::auth::DockerCredentials;
 use bollard::errors::Error as BollardError;
 use bollard::query_parameters::PushImageOptions;
@@ -9,13 +7,6 @@ use futures_util::StreamExt;
 
 use super::connect::{describe, registry_of};
 use super::{Credentials, Daemon, DockerError};
-
-/// Delays between push attempts; one more attempt than delays.
-const PUSH_BACKOFF: [Duration; 3] = [
-    Duration::from_millis(500),
-    Duration::from_secs(1),
-    Duration::from_secs(2),
-];
 
 impl Daemon {
     /// Pushes `repo:tag` and returns the digest the registry stored (`sha256:...`).
@@ -34,35 +25,45 @@ impl Daemon {
         on_bytes: &mut (dyn FnMut(u64, u64) + Send),
     ) -> Result<String, DockerError> {
         let image = format!("{repo}:{tag}");
-        let mut attempt = 0;
-        loop {
-            let pushed = self.push_once(repo, tag, creds, on_line, on_bytes).await;
-            let (message, daemon_retried) = match pushed {
-                Ok(digest) => return Ok(digest),
-                Err(failure) => failure,
-            };
+        let what = format!("push of {image}");
+        // The attempts share the callbacks, one at a time.
+        let callbacks = tokio::sync::Mutex::new((on_line, on_bytes));
+        let pushed = crate::retry::run(
+            crate::retry::Policy {
+                attempt_timeout: None,
+            },
+            &what,
+            || async {
+                let mut callbacks = callbacks.lock().await;
+                let (on_line, on_bytes) = &mut *callbacks;
+                self.push_once(repo, tag, creds, *on_line, *on_bytes)
+                    .await
+                    .map_err(|(message, retried)| Failed { message, retried })
+            },
             // dockerd retries each layer upload itself (five times, up to 20 s apart): once it
             // has, another round of ours would only multiply the wait.
-            let transient = is_transient(&message) && !daemon_retried;
-            let Some(delay) = PUSH_BACKOFF.get(attempt).filter(|_| transient) else {
-                return Err(DockerError::Push {
-                    image,
-                    registry: registry_of(repo).to_string(),
-                    message,
-                    transient,
-                    attempts: attempt + 1,
-                });
-            };
-            attempt += 1;
-            tracing::warn!(%image, attempt, error = %message, "push failed, retrying");
-            on_line(&format!(
-                "push failed: {message}; retrying in {:.1}s (attempt {} of {})",
-                delay.as_secs_f32(),
-                attempt + 1,
-                PUSH_BACKOFF.len() + 1
-            ));
-            tokio::time::sleep(*delay).await;
-        }
+            |failed| is_transient(&failed.message) && !failed.retried,
+            &mut |retrying| {
+                // In the image's log, which the view prints; once.
+                if let Ok(mut callbacks) = callbacks.try_lock() {
+                    (callbacks.0)(&format!(
+                        "push failed: {}; retrying in {:.1}s (attempt {} of {})",
+                        retrying.cause,
+                        retrying.delay.as_secs_f32(),
+                        retrying.attempt,
+                        crate::retry::ATTEMPTS
+                    ));
+                }
+            },
+        )
+        .await;
+        pushed.map_err(|gave_up| DockerError::Push {
+            image,
+            registry: registry_of(repo).to_string(),
+            message: gave_up.last.to_string(),
+            transient: gave_up.transient,
+            attempts: gave_up.attempts,
+        })
     }
 
     /// One push attempt; the error is the daemon's or the transport's message, and whether the
@@ -132,6 +133,20 @@ impl Daemon {
             let message = "the push ended without the registry reporting a digest".to_string();
             (message, retried)
         })
+    }
+}
+
+/// A failed push attempt: the daemon's or the transport's message, and whether the daemon had
+/// already retried an upload before giving up.
+#[derive(Debug)]
+struct Failed {
+    message: String,
+    retried: bool,
+}
+
+impl std::fmt::Display for Failed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
     }
 }
 

@@ -49,7 +49,7 @@ impl std::fmt::Display for Miss {
 }
 
 /// The first candidate tag holding an image with `inputs`, no older than `max_age`; each
-/// miss goes to `log`.
+/// miss before it goes to `log`. The candidates are looked up at once.
 pub async fn find(
     registry: &Registry,
     repository: &str,
@@ -60,8 +60,12 @@ pub async fn find(
     log: &mut (dyn FnMut(&str, Miss) + Send),
 ) -> Result<Option<Found>, RegistryError> {
     let now = SystemTime::now();
-    for tag in candidates {
-        match check(registry, repository, tag, platform, inputs, max_age, now).await? {
+    let checks = candidates
+        .iter()
+        .map(|tag| check(registry, repository, tag, platform, inputs, max_age, now));
+    let checked = futures_util::future::join_all(checks).await;
+    for (tag, checked) in candidates.iter().zip(checked) {
+        match checked? {
             Ok(manifest) => {
                 return Ok(Some(Found {
                     tag: tag.clone(),

@@ -27,19 +27,18 @@ pub use manifest::{Body, Descriptor, ImageConfig, Manifest, Platform};
 
 use crate::error::error_chain;
 
-/// Delays between attempts of a call that failed transiently; one more attempt than delays
-/// (the same schedule as the daemon's pushes).
-const BACKOFF: [Duration; 3] = [
-    Duration::from_millis(500),
-    Duration::from_secs(1),
-    Duration::from_secs(2),
-];
+/// Every registry call is small (a manifest, a config, a HEAD): an attempt that takes longer
+/// than this is a registry that stopped answering, and ends as a transient failure. With
+/// [`crate::retry`]'s four attempts a call gives up after 63.5 s at most.
+pub const POLICY: crate::retry::Policy = crate::retry::Policy {
+    attempt_timeout: Some(Duration::from_secs(15)),
+};
 /// An image config larger than this is not an image config.
 const MAX_CONFIG_BYTES: u64 = 4 << 20;
 
 /// A call to a registry that failed, after its retries when the failure was transient.
 #[derive(Debug, thiserror::Error)]
-#[error("registry {registry}: {action} of {repository}:{reference} failed{}: {message}", attempts_note(*attempts))]
+#[error("registry {registry}: {action} of {repository}:{reference} failed{}: {message}", crate::retry::attempts_note(*attempts))]
 pub struct RegistryError {
     pub registry: String,
     pub repository: String,
@@ -49,14 +48,6 @@ pub struct RegistryError {
     /// Whether the last failure was one that a later attempt may not meet (network, 5xx, 429).
     pub transient: bool,
     pub attempts: usize,
-}
-
-fn attempts_note(attempts: usize) -> String {
-    if attempts > 1 {
-        format!(" ({attempts} attempts)")
-    } else {
-        String::new()
-    }
 }
 
 /// One registry host, with the credentials for it.
@@ -226,46 +217,50 @@ impl Registry {
         }
     }
 
-    /// Runs `call` until it succeeds, fails for good, or has failed transiently
-    /// `BACKOFF.len() + 1` times.
+    /// Runs `call` with [`POLICY`]: retried while it fails transiently, at most
+    /// [`crate::retry::ATTEMPTS`] times.
     async fn retry<T, F, Fut>(
         &self,
         action: &'static str,
         repository: &str,
         reference: &str,
-        mut call: F,
+        call: F,
     ) -> Result<T, RegistryError>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, OciDistributionError>>,
     {
-        let mut attempt = 0;
-        loop {
-            let error = match call().await {
-                Ok(value) => return Ok(value),
-                Err(error) => error,
-            };
-            let transient = is_transient(&error);
-            let message = describe(&error);
-            match BACKOFF.get(attempt).filter(|_| transient) {
-                Some(delay) => {
-                    attempt += 1;
-                    tracing::debug!(
-                        "registry {}: {action} of {repository}:{reference}: {message}; retrying in {:.1}s",
-                        self.host,
-                        delay.as_secs_f32()
-                    );
-                    tokio::time::sleep(*delay).await;
-                }
-                None => {
-                    return Err(RegistryError {
-                        transient,
-                        attempts: attempt + 1,
-                        ..self.error(action, repository, reference, message)
-                    });
-                }
-            }
-        }
+        let what = format!(
+            "registry {}: {action} of {repository}:{reference}",
+            self.host
+        );
+        let mut call = call;
+        crate::retry::run(
+            POLICY,
+            &what,
+            || {
+                let attempt = call();
+                async move { attempt.await.map_err(Described) }
+            },
+            |e| is_transient(&e.0),
+            &mut crate::retry::log_retry,
+        )
+        .await
+        .map_err(|gave_up| RegistryError {
+            transient: gave_up.transient,
+            attempts: gave_up.attempts,
+            ..self.error(action, repository, reference, gave_up.last.to_string())
+        })
+    }
+}
+
+/// A failed call, shown in the registry's own words ([`describe`]).
+#[derive(Debug)]
+struct Described(OciDistributionError);
+
+impl std::fmt::Display for Described {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&describe(&self.0))
     }
 }
 

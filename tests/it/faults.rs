@@ -1573,6 +1573,10 @@ fn ssm_parameters_that_cannot_be_had_stop_the_run_before_any_build() {
         .env("AWS_REGION", "us-east-1")
         .env("ECRSHIP_REGISTRY", &s.registry);
         let out = run_bounded(&project.test, &["release"], Duration::from_secs(120));
+        // The image, the arg and its line in the config: the first line is empty, the arg's
+        // table starts on the fifth.
+        let mut needles = needles;
+        needles.extend(["image `app`", "build arg `X` (ecrship.toml line 6)"]);
         assert_fails(&out, 1, &needles, what);
         assert_untouched(&project.test, what);
         assert!(!project.built_locally(), "{what}: nothing is built");
@@ -1608,6 +1612,19 @@ fn a_connection_dropped_mid_push_is_retried_and_the_push_completes() {
     assert_eq!(proxy.cuts(), 2, "two uploads were cut\n{out}");
     let retried = out.stderr.contains("Retrying in") || out.stderr.contains("retrying");
     assert!(retried, "the cut uploads were retried\n{out}");
+    // Each retry of ours is said once, in the image's log, and not again as a warning.
+    let ours = out
+        .stderr
+        .lines()
+        .filter(|l| l.contains("retrying in"))
+        .count();
+    let warned = out
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("warning:") && l.contains("push"))
+        .count();
+    assert_eq!(warned, 0, "no second line per retry\n{out}");
+    assert!(ours <= 3, "at most three retries of ours\n{out}");
     let mut want = vec![project.tag.clone(), "latest".to_owned()];
     want.sort();
     assert_eq!(registry.tags(&project.repo), want);
@@ -2048,4 +2065,56 @@ fn an_ignore_file_too_large_for_a_session_names_its_size() {
         "a 300,000-line .dockerignore",
     );
     assert!(!project.built_locally());
+}
+
+/// A registry that accepts connections and never answers: the reuse check says what it waits
+/// for, looks the tag and `latest` up at once, and gives up within the documented bound
+/// (four attempts of 15 s and the delays between them: 63.5 s), naming the registry.
+#[test]
+fn a_registry_that_never_answers_is_said_and_given_up_in_bounded_time() {
+    let (silent, addr) = Silent::tcp();
+    let project = small_project()
+        .env("ECRSHIP_REGISTRY", &addr)
+        .with(Test::moto_env);
+    let started = Instant::now();
+    let out = run_bounded(&project.test, &["release"], Duration::from_secs(150));
+    let took = started.elapsed();
+    let what = "a registry that never answers";
+    assert_fails(
+        &out,
+        1,
+        &[
+            "image `app`",
+            &format!("registry {addr}"),
+            "(4 attempts)",
+            "no answer within 15s",
+        ],
+        what,
+    );
+    for tag in [project.tag.as_str(), "latest"] {
+        let waiting = format!(
+            "waiting for registry {addr}: GET manifest of {}:{tag} (attempt 1 of 4, no answer after 5s)",
+            project.repo
+        );
+        assert!(
+            out.stderr.contains(&waiting),
+            "{what}: `{waiting}` is said\n{out}"
+        );
+    }
+    let retries = out
+        .stderr
+        .lines()
+        .filter(|l| l.contains("retrying in"))
+        .count();
+    assert_eq!(
+        retries, 6,
+        "{what}: one line per retry, three for each tag\n{out}"
+    );
+    assert!(
+        took >= Duration::from_secs(60) && took < Duration::from_secs(90),
+        "{what}: gave up after {took:?}, not within the bound of 63.5 s (the lookups ran at once)"
+    );
+    assert!(!project.built_locally(), "{what}: nothing is built");
+    assert_untouched(&project.test, what);
+    drop(silent);
 }
