@@ -157,10 +157,17 @@ async fn connect_registry(
     let login = aws::ecr::login(aws).await?;
     let plan = match plan.registry.source {
         RegistrySource::Flag | RegistrySource::Config => plan,
-        _ => plan.with_registry(PlanRegistry {
-            host: login.host.clone(),
-            source: RegistrySource::Ecr,
-        }),
+        _ => plan
+            .with_registry(PlanRegistry {
+                host: login.host.clone(),
+                source: RegistrySource::Ecr,
+            })
+            .map_err(|e| {
+                Error::Failed(format!(
+                    "ECR's authorization token names the registry `{}`: {e}",
+                    login.host
+                ))
+            })?,
     };
     if request.pushing() && request.push.is_some_and(|p| p.create_repositories) {
         let repositories: Vec<&str> = plan.images.iter().map(|i| i.repository.as_str()).collect();

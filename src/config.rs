@@ -13,7 +13,10 @@ use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
 use crate::context::Builder;
-use crate::tag::tag_grammar_violation;
+use crate::reference::{
+    Platform, bucket_violation, container_name_violation, ecs_name_violation, key_violation,
+    registry_violation, repository_violation, tag_violation,
+};
 
 /// The file looked for at the project root when `-c` is not given.
 pub const DEFAULT_FILE: &str = "ecrship.toml";
@@ -144,7 +147,7 @@ pub struct Image {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub platform: Option<String>,
+    pub platform: Option<Platform>,
     pub build_args: BTreeMap<String, Source>,
     pub secrets: BTreeMap<String, Source>,
     pub labels: BTreeMap<String, String>,
@@ -165,7 +168,7 @@ pub struct Image {
     pub deploy: bool,
     /// Platforms of a multi-architecture image (`linux/amd64`, `linux/arm64`), one image each.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub platforms: Vec<String>,
+    pub platforms: Vec<Platform>,
     /// Line of the `[[image]]` entry, for messages (0 for the embedded default).
     #[serde(skip)]
     pub line: usize,
@@ -471,7 +474,7 @@ impl RawSource {
         let bucket = match &self.bucket {
             Some(b) => {
                 let value = b.get_ref().trim().to_owned();
-                if let Some(reason) = crate::source::target::bucket_violation(&value) {
+                if let Some(reason) = bucket_violation(&value) {
                     return Err((b.span(), format!("[source] bucket `{value}` {reason}")));
                 }
                 Some(located(b, value))
@@ -481,7 +484,7 @@ impl RawSource {
         let key = match &self.key {
             Some(k) => {
                 let value = k.get_ref().clone();
-                if let Some(reason) = crate::source::target::key_violation(&value) {
+                if let Some(reason) = key_violation(&value) {
                     return Err((k.span(), format!("[source] key `{value}` {reason}")));
                 }
                 Some(located(k, value))
@@ -569,12 +572,10 @@ fn empty_list() -> Spanned<Vec<String>> {
 impl RawImage {
     fn validate(self, reuse: bool) -> Result<Image, (Option<Span>, String)> {
         let name = self.name.get_ref().clone();
-        if !is_container_name(&name) {
+        if let Some(reason) = container_name_violation(&name) {
             return Err((
                 Some(self.name.span()),
-                format!(
-                    "image name `{name}` is not a valid ECS container name (1-255 letters, digits, `-` or `_`)"
-                ),
+                format!("image name `{name}` {reason}"),
             ));
         }
         let fail = |span: Span, message: String| (Some(span), format!("image `{name}`: {message}"));
@@ -635,7 +636,7 @@ impl RawImage {
             secrets: offsets(&self.secrets),
         };
         for stage in self.cache_stages.get_ref() {
-            if let Some(reason) = tag_grammar_violation(&format!("cache-{stage}")) {
+            if let Some(reason) = tag_violation(&format!("cache-{stage}")) {
                 return Err(fail(
                     self.cache_stages.span(),
                     format!("cache stage `{stage}` cannot name the tag `cache-{stage}`: {reason}"),
@@ -643,38 +644,34 @@ impl RawImage {
             }
         }
         for tag in self.extra_tags.get_ref() {
-            if let Some(reason) = tag_grammar_violation(tag) {
+            if let Some(reason) = tag_violation(tag) {
                 return Err(fail(
                     self.extra_tags.span(),
                     format!("extra tag `{tag}` is not a valid Docker tag: {reason}"),
                 ));
             }
         }
-        let platforms = self.platforms.get_ref();
-        for platform in platforms {
-            if let Some(reason) = platform_violation(platform) {
-                return Err(fail(
-                    self.platforms.span(),
-                    format!("platform `{platform}` {reason}"),
-                ));
-            }
-        }
-        if let Some(platform) = &self.platform {
-            if !platforms.is_empty() {
+        let platforms = self
+            .platforms
+            .get_ref()
+            .iter()
+            .map(|p| Platform::parse(p).map_err(|e| fail(self.platforms.span(), e.to_string())))
+            .collect::<Result<Vec<Platform>, _>>()?;
+        let platform = match &self.platform {
+            Some(platform) if !platforms.is_empty() => {
                 return Err(fail(
                     platform.span(),
                     "give either `platform` or `platforms`, not both".into(),
                 ));
             }
-            if let Some(reason) = platform_violation(platform.get_ref()) {
-                return Err(fail(
-                    platform.span(),
-                    format!("platform `{}` {reason}", platform.get_ref()),
-                ));
-            }
-        }
+            Some(platform) => Some(
+                Platform::parse(platform.get_ref())
+                    .map_err(|e| fail(platform.span(), e.to_string()))?,
+            ),
+            None => None,
+        };
         let mut seen = HashSet::new();
-        if let Some(dup) = platforms.iter().find(|p| !seen.insert(p.as_str())) {
+        if let Some(dup) = platforms.iter().find(|p| !seen.insert(*p)) {
             return Err(fail(
                 self.platforms.span(),
                 format!("platform `{dup}` is listed twice"),
@@ -686,7 +683,7 @@ impl RawImage {
             context,
             dockerfile,
             target: self.target,
-            platform: self.platform.map(Spanned::into_inner),
+            platform,
             build_args: unspan(self.build_args),
             secrets: unspan(self.secrets),
             labels: self.labels,
@@ -695,7 +692,7 @@ impl RawImage {
             extra_tags: self.extra_tags.into_inner(),
             depends_on: self.depends_on.into_inner(),
             deploy: self.deploy.unwrap_or(true),
-            platforms: self.platforms.into_inner(),
+            platforms,
             line: 0,
             source_lines,
         })
@@ -854,20 +851,6 @@ fn find_cycle(images: &[Image]) -> Option<Vec<String>> {
         .find_map(|image| visit(&image.name, images, &mut state, &mut Vec::new()))
 }
 
-/// Why `platform` is not `os/arch[/variant]` as Docker writes platforms, or `None`.
-pub fn platform_violation(platform: &str) -> Option<&'static str> {
-    let parts: Vec<&str> = platform.split('/').collect();
-    let ok = (2..=3).contains(&parts.len())
-        && parts.iter().all(|p| {
-            !p.is_empty()
-                && p.bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
-        });
-    (!ok).then_some(
-        "is not a platform (write it as `os/arch` or `os/arch/variant`, e.g. `linux/arm64`)",
-    )
-}
-
 /// A duration written as a number and a unit: `90s`, `30m`, `12h`, `7d`, `2w`.
 pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     let text = text.trim();
@@ -894,13 +877,13 @@ pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
 
 fn validate_tag_config(tag: &TagConfig) -> Result<(), String> {
     for extra in &tag.extra {
-        if let Some(reason) = tag_grammar_violation(extra) {
+        if let Some(reason) = tag_violation(extra) {
             return Err(format!(
                 "[tag] extra `{extra}` is not a valid Docker tag: {reason}"
             ));
         }
     }
-    if let Some(reason) = tag_grammar_violation(&tag.fallback) {
+    if let Some(reason) = tag_violation(&tag.fallback) {
         return Err(format!(
             "[tag] fallback `{}` is not a valid Docker tag: {reason}",
             tag.fallback
@@ -913,63 +896,6 @@ fn validate_tag_config(tag: &TagConfig) -> Result<(), String> {
         clean_relative(&tag.file).map_err(|m| format!("[tag] file: {m}"))?;
     }
     Ok(())
-}
-
-/// ECS container names: 1-255 letters, digits, hyphens and underscores.
-fn is_container_name(name: &str) -> bool {
-    (1..=255).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-}
-
-/// Why `name` is not the name of an ECS cluster or service, or `None` when it is one. Both take
-/// up to 255 letters, digits, hyphens and underscores (ECS API reference, `CreateCluster`
-/// `clusterName` and `CreateService` `serviceName`); the API also takes ARNs, the config does not,
-/// so that `ecrship policy` can name the service's ARN.
-fn ecs_name_violation(name: &str) -> Option<&'static str> {
-    if name.starts_with("arn:") {
-        Some("is an ARN: give the name alone (the region and account come from the environment)")
-    } else if !is_container_name(name) {
-        Some("is not an ECS name (1-255 letters, digits, `-` or `_`)")
-    } else {
-        None
-    }
-}
-
-/// Why `name` is not an ECR repository name, or `None` when it is one:
-/// 2-256 characters, `/`-separated components of `[a-z0-9]+` joined by single `.`, `_` or `-`.
-pub fn repository_violation(name: &str) -> Option<&'static str> {
-    if !(2..=256).contains(&name.len()) {
-        return Some("must be 2 to 256 characters long");
-    }
-    let component_ok = |c: &str| {
-        let mut prev_sep = true;
-        for b in c.bytes() {
-            let sep = matches!(b, b'.' | b'_' | b'-');
-            if !(sep || b.is_ascii_lowercase() || b.is_ascii_digit()) || (sep && prev_sep) {
-                return false;
-            }
-            prev_sep = sep;
-        }
-        !prev_sep
-    };
-    if name.split('/').all(component_ok) {
-        None
-    } else {
-        Some(
-            "is not a valid ECR repository name (lowercase letters and digits, separated by single `.`, `_`, `-` or `/`)",
-        )
-    }
-}
-
-fn registry_violation(host: &str) -> Option<&'static str> {
-    let ok = !host.is_empty()
-        && !host.contains("://")
-        && host
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'));
-    (!ok).then_some("is not a registry host (write it as `host[:port]`, without a scheme or path)")
 }
 
 /// Normalizes a relative path as Go's `filepath.Clean` would, and refuses paths that are absolute
@@ -1395,16 +1321,6 @@ team = "web"
                     .replace("line 3", "line 5");
                 assert!(msg.contains(&needle), "{text:?}: {msg:?} lacks {needle:?}");
             }
-        }
-    }
-
-    #[test]
-    fn repository_grammar() {
-        for ok in ["app", "team/app", "a-b_c.d/e1", "ab"] {
-            assert_eq!(repository_violation(ok), None, "{ok}");
-        }
-        for bad in ["a", "App", "a//b", "-ab", "ab-", "a--b", "a/", "/ab", "a b"] {
-            assert!(repository_violation(bad).is_some(), "{bad}");
         }
     }
 

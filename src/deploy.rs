@@ -31,9 +31,6 @@ use std::fmt;
 
 use serde::Serialize;
 
-/// The platform of an image built without a `platform`: what CodeBuild's x86_64 hosts build.
-pub const DEFAULT_PLATFORM: &str = "linux/amd64";
-
 /// The size limit CodePipeline sets on an image definitions file.
 pub const IMAGE_DEFINITIONS_MAX_BYTES: u64 = 100 * 1024;
 
@@ -121,12 +118,15 @@ pub struct Candidate {
     pub platforms: Option<Vec<String>>,
 }
 
-/// The platforms of an image: the configured one, else [`DEFAULT_PLATFORM`].
-pub fn platforms_of(platform: Option<&str>, platforms: &[String]) -> Vec<String> {
+/// The platforms of an image: the configured one, else the default ([`crate::reference::DEFAULT_PLATFORM`]).
+pub fn platforms_of(
+    platform: Option<&crate::reference::Platform>,
+    platforms: &[crate::reference::Platform],
+) -> Vec<String> {
     if platforms.is_empty() {
-        vec![platform.unwrap_or(DEFAULT_PLATFORM).to_owned()]
+        vec![platform.cloned().unwrap_or_default().to_string()]
     } else {
-        platforms.to_vec()
+        platforms.iter().map(ToString::to_string).collect()
     }
 }
 
@@ -492,6 +492,7 @@ impl fmt::Display for VerifyReport {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::reference::DEFAULT_PLATFORM;
 
     fn deployed(containers: &[&str], arch: Option<&str>, os: Option<&str>) -> Deployed {
         Deployed {

@@ -17,6 +17,7 @@ pub mod pipeline;
 pub mod plan;
 pub mod policy;
 pub mod preflight;
+pub mod reference;
 pub mod registry;
 pub mod retry;
 pub mod secret;
@@ -214,22 +215,31 @@ pub fn load_plan(global: &cli::Global, names: &[String]) -> Result<(Config, Plan
     config.check_paths(root)?;
     let env = |name: &str| std::env::var(name).ok();
     let tag = tag::resolve(root, &config.tag, env)?;
+    if let Some(flag) = global.registry.as_deref().filter(|r| !r.is_empty())
+        && let Some(reason) = reference::registry_violation(flag)
+    {
+        return Err(Error::Usage(format!(
+            "--registry / ECRSHIP_REGISTRY `{flag}` {reason}"
+        )));
+    }
     let registry = Registry::for_plan(global.registry.as_deref(), config.registry.as_deref(), env);
     if registry.source == plan::RegistrySource::Placeholder {
         tracing::warn!(
-            "no registry known: image URIs use the placeholder `{}` ({})",
-            registry.host,
-            registry.source
+            "no registry known: image URIs use the placeholder `{}`; set AWS_ACCOUNT_ID and AWS_REGION, `registry` in ecrship.toml, or ECRSHIP_REGISTRY",
+            registry.host
         );
     }
-    if let Some(platform) = global.platform.as_deref()
-        && let Some(reason) = config::platform_violation(platform)
-    {
-        return Err(Error::Usage(format!(
-            "--platform / ECRSHIP_PLATFORM `{platform}` {reason}"
-        )));
-    }
-    let plan = Plan::new(&config, &images, tag, registry, global.platform.as_deref());
+    let only_platform = match global.platform.as_deref() {
+        Some(platform) => Some(reference::Platform::parse(platform).map_err(|e| {
+            Error::Usage(format!(
+                "--platform / ECRSHIP_PLATFORM `{platform}` {}",
+                e.reason()
+            ))
+        })?),
+        None => None,
+    };
+    let plan = Plan::new(&config, &images, tag, registry, only_platform.as_ref())
+        .map_err(|e| Error::Usage(e.to_string()))?;
     Ok((config, plan))
 }
 

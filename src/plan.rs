@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::artifacts;
 use crate::config::{Config, Image, Source};
+use crate::reference::{Platform, Reference, ReferenceError};
 use crate::tag::Tag;
 
 /// The registry host and how it was chosen.
@@ -39,15 +40,14 @@ impl fmt::Display for RegistrySource {
             RegistrySource::Config => "from `registry` in the config",
             RegistrySource::Account => "from AWS_ACCOUNT_ID and the region",
             RegistrySource::Ecr => "from the ECR authorization token",
-            RegistrySource::Placeholder => {
-                "placeholder: set AWS_ACCOUNT_ID and AWS_REGION, `registry` in ecrship.toml, or ECRSHIP_REGISTRY"
-            }
+            RegistrySource::Placeholder => "a placeholder: no registry is known",
         })
     }
 }
 
-/// The stand-in host used when nothing names the registry.
-pub const PLACEHOLDER_REGISTRY: &str = "ACCOUNT_ID.dkr.ecr.REGION.amazonaws.com";
+/// The stand-in host used when nothing names the registry (a host name, so that the URIs made
+/// with it still read as references).
+pub const PLACEHOLDER_REGISTRY: &str = "ACCOUNT-ID.dkr.ecr.REGION.amazonaws.com";
 
 impl Registry {
     /// The registry for plan and dry-runs: the flag or `ECRSHIP_REGISTRY`, the config, then
@@ -100,7 +100,7 @@ pub fn ecr_host(account: &str, region: &str) -> String {
 
 /// The account and region of an ECR registry host
 /// (`<account>.dkr.ecr[-fips].<region>.amazonaws.com[.cn]`, optionally with a port), else `None`.
-/// The placeholder `ACCOUNT_ID.dkr.ecr.REGION.amazonaws.com` is not an ECR host.
+/// The placeholder `ACCOUNT-ID.dkr.ecr.REGION.amazonaws.com` is not an ECR host.
 pub fn ecr_registry(host: &str) -> Option<(&str, &str)> {
     let host = host.trim();
     let host = match host.rsplit_once(':') {
@@ -139,7 +139,7 @@ pub struct PlannedImage {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub platform: Option<String>,
+    pub platform: Option<Platform>,
     pub build_args: BTreeMap<String, Source>,
     pub secrets: BTreeMap<String, Source>,
     pub labels: BTreeMap<String, String>,
@@ -154,14 +154,14 @@ pub struct PlannedImage {
     pub deploy: bool,
     /// The platforms of a multi-architecture image (empty for a single-platform one).
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub platforms: Vec<String>,
+    pub platforms: Vec<Platform>,
     /// `<registry>/<repository>:<tag>`: what the artifacts name (for a multi-platform image,
     /// the manifest list).
-    pub uri: String,
+    pub uri: Reference,
     /// The tags given after the tag: `[tag] extra`, then the image's `extra_tags`.
     pub extra_tags: Vec<String>,
     /// `<registry>/<repository>:<extra>` for each extra tag, pushed after `uri`.
-    pub extra_uris: Vec<String>,
+    pub extra_uris: Vec<Reference>,
     /// What is built: one image, or one per platform of `platforms` that this run builds.
     pub builds: Vec<PlannedBuild>,
 }
@@ -171,16 +171,16 @@ pub struct PlannedImage {
 pub struct PlannedBuild {
     /// The platform asked of the daemon, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub platform: Option<String>,
+    pub platform: Option<Platform>,
     /// The tag it is pushed under: the run's tag, or `<tag>-<arch>` for one platform of many.
     pub tag: String,
     /// Local names given by the build: `<repository>:<tag>` first, then the extra tags (of a
     /// single-platform image).
     pub local_tags: Vec<String>,
     /// `<registry>/<repository>:<tag>`.
-    pub uri: String,
+    pub uri: Reference,
     /// `<registry>/<repository>:<extra>`, pushed after `uri` (a single-platform image's only).
-    pub extra_uris: Vec<String>,
+    pub extra_uris: Vec<Reference>,
     /// The cache stages' images: `<repository>:cache-<stage>[-<arch>]`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub cache: Vec<CacheImage>,
@@ -192,7 +192,7 @@ pub struct CacheImage {
     pub stage: String,
     pub tag: String,
     pub local_name: String,
-    pub uri: String,
+    pub uri: Reference,
 }
 
 impl PlannedBuild {
@@ -202,26 +202,11 @@ impl PlannedBuild {
     }
 }
 
-/// The suffix of one platform's tag: `amd64`, `arm64`, `arm-v7` (the architecture, and the
-/// variant where there is one).
-pub fn platform_suffix(platform: &str) -> String {
-    let mut parts = platform.split('/').skip(1);
-    let arch = parts.next().unwrap_or(platform);
-    match parts.next() {
-        Some(variant) => format!("{arch}-{variant}"),
-        None => arch.to_owned(),
-    }
-}
-
 /// The build arg through which a dependency reaches an image: `base` → `BASE_IMAGE`,
 /// `app-base` → `APP_BASE_IMAGE`.
 pub fn dependency_arg(name: &str) -> String {
     format!("{}_IMAGE", name.to_ascii_uppercase().replace('-', "_"))
 }
-
-/// The platform an image without one is taken to be when a run is restricted to a platform:
-/// ECS's default CPU architecture (`X86_64`).
-pub const DEFAULT_PLATFORM: &str = "linux/amd64";
 
 /// Everything a run will do, before it does anything.
 #[derive(Debug, Clone, Serialize)]
@@ -235,19 +220,20 @@ pub struct Plan {
     pub image_detail: Option<String>,
     /// The one platform this run builds (`--platform`), if restricted.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub only_platform: Option<String>,
+    pub only_platform: Option<Platform>,
 }
 
 impl Plan {
     /// The plan for `images` (already selected from `config`), all platforms, or only
-    /// `only_platform`.
+    /// `only_platform`. A URI that is not a reference (a tag with a platform's suffix over 128
+    /// characters) is the error.
     pub fn new(
         config: &Config,
         images: &[&Image],
         tag: Tag,
         registry: Registry,
-        only_platform: Option<&str>,
-    ) -> Plan {
+        only_platform: Option<&Platform>,
+    ) -> Result<Plan, ReferenceError> {
         let extra_tags: Vec<String> = config
             .tag
             .extra
@@ -266,37 +252,40 @@ impl Plan {
                     only_platform,
                 )
             })
-            .collect();
-        Plan {
+            .collect::<Result<_, _>>()?;
+        Ok(Plan {
             tag,
             extra_tags,
             registry,
             images,
             imagedefinitions: config.imagedefinitions.clone(),
             image_detail: config.image_detail.clone(),
-            only_platform: only_platform.map(str::to_owned),
-        }
+            only_platform: only_platform.cloned(),
+        })
     }
 
     /// The same plan aimed at another registry (the one ECR reports at push time).
-    pub fn with_registry(&self, registry: Registry) -> Plan {
-        let retarget = |uri: &mut String| {
-            if let Some((_, rest)) = uri.split_once('/') {
-                *uri = format!("{}/{rest}", registry.host);
-            }
+    pub fn with_registry(&self, registry: Registry) -> Result<Plan, ReferenceError> {
+        let host = registry.host.clone();
+        let retarget = |uri: &mut Reference| -> Result<(), ReferenceError> {
+            *uri = uri.with_registry(&host)?;
+            Ok(())
         };
         let mut plan = self.clone();
         for image in &mut plan.images {
-            retarget(&mut image.uri);
-            image.extra_uris.iter_mut().for_each(retarget);
+            retarget(&mut image.uri)?;
+            image.extra_uris.iter_mut().try_for_each(retarget)?;
             for build in &mut image.builds {
-                retarget(&mut build.uri);
-                build.extra_uris.iter_mut().for_each(retarget);
-                build.cache.iter_mut().for_each(|c| retarget(&mut c.uri));
+                retarget(&mut build.uri)?;
+                build.extra_uris.iter_mut().try_for_each(retarget)?;
+                build
+                    .cache
+                    .iter_mut()
+                    .try_for_each(|c| retarget(&mut c.uri))?;
             }
         }
         plan.registry = registry;
-        plan
+        Ok(plan)
     }
 
     /// Names of the SSM parameters the build args and secrets of the plan's images read.
@@ -316,10 +305,13 @@ impl Plan {
         self.images.iter().filter(|i| i.deploy)
     }
 
-    /// `imagedefinitions.json` naming each deployed image by `uri_of` (the tag URI, or a pinned
-    /// digest).
-    pub fn image_definitions<'a>(&'a self, uri_of: impl Fn(&'a PlannedImage) -> &'a str) -> String {
-        artifacts::image_definitions(self.deployed().map(|i| (i.name.as_str(), uri_of(i))))
+    /// `imagedefinitions.json` naming each deployed image by its tag's URI.
+    pub fn image_definitions(&self) -> String {
+        let uris: Vec<(&str, String)> = self
+            .deployed()
+            .map(|i| (i.name.as_str(), i.uri.to_string()))
+            .collect();
+        artifacts::image_definitions(uris.iter().map(|(name, uri)| (*name, uri.as_str())))
     }
 }
 
@@ -328,68 +320,74 @@ fn plan_image(
     tag: &str,
     global_extras: &[String],
     registry: &str,
-    only_platform: Option<&str>,
-) -> PlannedImage {
+    only_platform: Option<&Platform>,
+) -> Result<PlannedImage, ReferenceError> {
     let repo = &image.repository;
-    let uri = |t: &str| format!("{registry}/{repo}:{t}");
+    let uri = |t: &str| Reference::new(registry, repo, Some(t), None);
     let mut extra_tags: Vec<String> = Vec::new();
     for t in global_extras.iter().chain(&image.extra_tags) {
         if t != tag && !extra_tags.contains(t) {
             extra_tags.push(t.clone());
         }
     }
-    let cache = |suffix: &str| -> Vec<CacheImage> {
+    let extra_uris = || {
+        extra_tags
+            .iter()
+            .map(|t| uri(t))
+            .collect::<Result<Vec<_>, _>>()
+    };
+    let cache = |suffix: &str| -> Result<Vec<CacheImage>, ReferenceError> {
         image
             .cache_stages
             .iter()
             .map(|stage| {
                 let tag = format!("cache-{stage}{suffix}");
-                CacheImage {
+                Ok(CacheImage {
                     stage: stage.clone(),
                     local_name: format!("{repo}:{tag}"),
-                    uri: uri(&tag),
+                    uri: uri(&tag)?,
                     tag,
-                }
+                })
             })
             .collect()
     };
     let builds = if image.platforms.is_empty() {
-        let platform = image.platform.as_deref().unwrap_or(DEFAULT_PLATFORM);
-        let wanted = only_platform.is_none_or(|p| p == platform);
-        wanted
-            .then(|| PlannedBuild {
+        let platform = image.platform.clone().unwrap_or_default();
+        if only_platform.is_none_or(|p| *p == platform) {
+            vec![PlannedBuild {
                 platform: image.platform.clone(),
                 tag: tag.to_owned(),
                 local_tags: std::iter::once(tag)
                     .chain(extra_tags.iter().map(String::as_str))
                     .map(|t| format!("{repo}:{t}"))
                     .collect(),
-                uri: uri(tag),
-                extra_uris: extra_tags.iter().map(|t| uri(t)).collect(),
-                cache: cache(""),
-            })
-            .into_iter()
-            .collect()
+                uri: uri(tag)?,
+                extra_uris: extra_uris()?,
+                cache: cache("")?,
+            }]
+        } else {
+            Vec::new()
+        }
     } else {
         image
             .platforms
             .iter()
-            .filter(|p| only_platform.is_none_or(|only| only == p.as_str()))
+            .filter(|p| only_platform.is_none_or(|only| only == *p))
             .map(|platform| {
-                let suffix = platform_suffix(platform);
+                let suffix = platform.suffix();
                 let tag = format!("{tag}-{suffix}");
-                PlannedBuild {
+                Ok(PlannedBuild {
                     platform: Some(platform.clone()),
                     local_tags: vec![format!("{repo}:{tag}")],
-                    uri: uri(&tag),
+                    uri: uri(&tag)?,
                     extra_uris: Vec::new(),
-                    cache: cache(&format!("-{suffix}")),
+                    cache: cache(&format!("-{suffix}"))?,
                     tag,
-                }
+                })
             })
-            .collect()
+            .collect::<Result<_, ReferenceError>>()?
     };
-    PlannedImage {
+    Ok(PlannedImage {
         name: image.name.clone(),
         repository: repo.clone(),
         context: image.context.clone(),
@@ -404,11 +402,11 @@ fn plan_image(
         depends_on: image.depends_on.clone(),
         deploy: image.deploy,
         platforms: image.platforms.clone(),
-        uri: uri(tag),
-        extra_uris: extra_tags.iter().map(|t| uri(t)).collect(),
+        uri: uri(tag)?,
+        extra_uris: extra_uris()?,
         extra_tags,
         builds,
-    }
+    })
 }
 
 /// `ecrship plan`'s result: the plan, the order images build in, and the artifact it would
@@ -426,7 +424,7 @@ pub struct PlanReport<'a> {
 
 impl<'a> PlanReport<'a> {
     pub fn new(plan: &'a Plan) -> PlanReport<'a> {
-        let text = plan.image_definitions(|i| &i.uri);
+        let text = plan.image_definitions();
         PlanReport {
             plan,
             order: build_order(plan),
@@ -490,7 +488,9 @@ impl fmt::Display for PlanReport<'_> {
                 writeln!(f, "  platform    {platform}")?;
             }
             if !image.platforms.is_empty() {
-                writeln!(f, "  platforms   {}", image.platforms.join(", "))?;
+                let platforms: Vec<String> =
+                    image.platforms.iter().map(Platform::to_string).collect();
+                writeln!(f, "  platforms   {}", platforms.join(", "))?;
             }
             if !image.depends_on.is_empty() {
                 let args: Vec<String> = image
@@ -520,17 +520,17 @@ impl fmt::Display for PlanReport<'_> {
             if !image.reuse {
                 writeln!(f, "  reuse       no (always built)")?;
             }
-            let mut pushes: Vec<&str> = Vec::new();
+            let mut pushes: Vec<&Reference> = Vec::new();
             for build in &image.builds {
                 pushes.push(&build.uri);
-                pushes.extend(build.extra_uris.iter().map(String::as_str));
+                pushes.extend(&build.extra_uris);
             }
             if !image.platforms.is_empty() && plan.only_platform.is_none() {
                 pushes.push(&image.uri);
-                pushes.extend(image.extra_uris.iter().map(String::as_str));
+                pushes.extend(&image.extra_uris);
             }
             for build in &image.builds {
-                pushes.extend(build.cache.iter().map(|c| c.uri.as_str()));
+                pushes.extend(build.cache.iter().map(|c| &c.uri));
             }
             if pushes.is_empty() {
                 writeln!(f, "  push        nothing (not built for this platform)")?;
@@ -561,7 +561,7 @@ impl fmt::Display for PlanReport<'_> {
         } else {
             writeln!(f, "{} would be:", plan.imagedefinitions)?;
         }
-        f.write_str(&plan.image_definitions(|i| &i.uri))
+        f.write_str(&plan.image_definitions())
     }
 }
 
@@ -621,7 +621,7 @@ mod tests {
             host: "r.example".into(),
             source: RegistrySource::Config,
         };
-        Plan::new(&config, &images, tag, registry, None)
+        Plan::new(&config, &images, tag, registry, None).unwrap()
     }
 
     #[test]
@@ -638,10 +638,12 @@ mod tests {
             ["team/app:abc12345", "team/app:latest", "team/app:stable"]
         );
 
-        let moved = plan.with_registry(Registry {
-            host: "127.0.0.1:5000".into(),
-            source: RegistrySource::Ecr,
-        });
+        let moved = plan
+            .with_registry(Registry {
+                host: "127.0.0.1:5000".into(),
+                source: RegistrySource::Ecr,
+            })
+            .unwrap();
         assert_eq!(moved.images[0].uri, "127.0.0.1:5000/team/app:abc12345");
         assert_eq!(moved.images[1].extra_uris[0], "127.0.0.1:5000/web:latest");
     }
@@ -655,10 +657,10 @@ mod tests {
             source: TagSource::Fallback,
         };
         let registry = Registry {
-            host: "r".into(),
+            host: "r.example".into(),
             source: RegistrySource::Config,
         };
-        let plan = Plan::new(&config, &images, tag, registry, None);
+        let plan = Plan::new(&config, &images, tag, registry, None).unwrap();
         assert!(plan.images[0].extra_uris.is_empty());
         assert_eq!(plan.images[0].builds[0].local_tags, ["app:latest"]);
     }
@@ -676,10 +678,10 @@ mod tests {
             source: TagSource::Fallback,
         };
         let registry = Registry {
-            host: "r".into(),
+            host: "r.example".into(),
             source: RegistrySource::Config,
         };
-        let plan = Plan::new(&config, &images, tag, registry, None);
+        let plan = Plan::new(&config, &images, tag, registry, None).unwrap();
         let report = PlanReport::new(&plan);
         let text = report.to_string();
         let json = serde_json::to_string(&report).unwrap();
@@ -698,10 +700,11 @@ mod tests {
             source: TagSource::Fallback,
         };
         let registry = Registry {
-            host: "r".into(),
+            host: "r.example".into(),
             source: RegistrySource::Config,
         };
-        Plan::new(&config, &images, tag, registry, only)
+        let only = only.map(|p| Platform::parse(p).unwrap());
+        Plan::new(&config, &images, tag, registry, only.as_ref()).unwrap()
     }
 
     #[test]
@@ -731,7 +734,7 @@ mod tests {
         // app-base is built and pushed, but not deployed.
         let deployed: Vec<&str> = plan.deployed().map(|i| i.name.as_str()).collect();
         assert_eq!(deployed, ["app", "worker", "web"]);
-        assert!(!plan.image_definitions(|i| &i.uri).contains("app-base"));
+        assert!(!plan.image_definitions().contains("app-base"));
     }
 
     #[test]
@@ -744,11 +747,11 @@ mod tests {
         let app = &plan.images[0];
         let tags: Vec<&str> = app.builds.iter().map(|b| b.tag.as_str()).collect();
         assert_eq!(tags, ["t1-amd64", "t1-arm64", "t1-arm-v7"]);
-        assert_eq!(app.builds[1].uri, "r/app:t1-arm64");
-        assert_eq!(app.builds[1].cache[0].uri, "r/app:cache-deps-arm64");
+        assert_eq!(app.builds[1].uri, "r.example/app:t1-arm64");
+        assert_eq!(app.builds[1].cache[0].uri, "r.example/app:cache-deps-arm64");
         assert!(app.builds.iter().all(|b| b.extra_uris.is_empty()));
-        assert_eq!(app.uri, "r/app:t1");
-        assert_eq!(app.extra_uris, ["r/app:latest"]);
+        assert_eq!(app.uri, "r.example/app:t1");
+        assert_eq!(app.extra_uris, ["r.example/app:latest"]);
         let web = &plan.images[1];
         assert_eq!(web.extra_tags, ["latest", "stable"]);
         assert_eq!(
@@ -768,6 +771,5 @@ mod tests {
         let amd = plan_of(text, Some("linux/amd64"));
         let builds: Vec<usize> = amd.images.iter().map(|i| i.builds.len()).collect();
         assert_eq!(builds, [1, 1, 0]);
-        assert_eq!(platform_suffix("linux/arm/v7"), "arm-v7");
     }
 }

@@ -24,7 +24,7 @@ pub async fn before_push(aws: &SdkConfig, config: &Config, plan: &Plan) -> Resul
         .map(|image| Candidate {
             name: image.name.clone(),
             platforms: Some(deploy::platforms_of(
-                image.platform.as_deref(),
+                image.platform.as_ref(),
                 &image.platforms,
             )),
         })
@@ -80,7 +80,7 @@ pub fn verify(root: &Path, config: &Config) -> Result<VerifyReport, Error> {
                 .images
                 .iter()
                 .find(|i| i.name == entry.name)
-                .map(|i| deploy::platforms_of(i.platform.as_deref(), &i.platforms)),
+                .map(|i| deploy::platforms_of(i.platform.as_ref(), &i.platforms)),
         })
         .collect();
 

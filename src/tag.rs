@@ -51,27 +51,6 @@ pub enum TagError {
     Unreadable { path: String, cause: io::Error },
 }
 
-/// Why `value` is not a Docker tag (`[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`), or `None` when it is one.
-pub fn tag_grammar_violation(value: &str) -> Option<&'static str> {
-    let Some(first) = value.bytes().next() else {
-        return Some("it is empty");
-    };
-    if value.len() > 128 {
-        return Some("it is longer than 128 characters");
-    }
-    if first == b'.' || first == b'-' {
-        return Some("it starts with `.` or `-`");
-    }
-    let allowed = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-');
-    if value.bytes().all(allowed) {
-        None
-    } else if value.contains('/') || value.contains('+') {
-        Some("it contains `/` or `+` (an S3 object version or a branch name is not a tag)")
-    } else {
-        Some("it contains a character outside the tag grammar")
-    }
-}
-
 /// Resolves the tag: the tag file at `root`, then each environment variable, then the fallback.
 /// The first source that yields a non-empty value wins; an invalid value is an error, never rewritten.
 pub fn resolve(
@@ -91,7 +70,7 @@ pub fn resolve(
         Some((value, source)) => (cut(value, config.length), source),
         None => (config.fallback.clone(), TagSource::Fallback),
     };
-    match tag_grammar_violation(&value) {
+    match crate::reference::tag_violation(&value) {
         None => Ok(Tag { value, source }),
         Some(reason) => Err(TagError::Invalid {
             value,
@@ -146,32 +125,6 @@ fn cut(value: String, length: Option<usize>) -> String {
 mod tests {
     use super::*;
     use std::collections::HashMap;
-
-    #[test]
-    fn grammar() {
-        let long_ok = "a".repeat(128);
-        let long_bad = "a".repeat(129);
-        let cases: &[(&str, bool)] = &[
-            ("latest", true),
-            ("abc12345", true),
-            ("_x", true),
-            ("v1.2.3-rc_1", true),
-            ("A", true),
-            (&long_ok, true),
-            ("", false),
-            (&long_bad, false),
-            (".x", false),
-            ("-x", false),
-            ("bad tag!", false),
-            ("feature/x", false),
-            ("a+b", false),
-            ("ä", false),
-            ("a:b", false),
-        ];
-        for (value, ok) in cases {
-            assert_eq!(tag_grammar_violation(value).is_none(), *ok, "{value:?}");
-        }
-    }
 
     fn resolve_with(
         files: &[(&str, &str)],

@@ -8,10 +8,11 @@ use bollard::query_parameters::{BuildImageOptions, BuilderVersion};
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 
-use super::connect::{describe, split_reference};
+use super::connect::describe;
 use super::progress::{BuildkitProgress, LineSplitter};
 use super::{BuildContext, BuildRequest, Daemon, DockerError, session};
 use crate::context::Builder;
+use crate::reference::Reference;
 
 /// How many lines of a build's log a [`DockerError::Build`] keeps.
 const TAIL_LINES: usize = 20;
@@ -70,8 +71,11 @@ impl Daemon {
         };
         log.finish();
         for reference in req.tags.iter().skip(1) {
-            let (repo, tag) = split_reference(reference);
-            self.tag(&id, repo, tag).await?;
+            let target = Reference::parse(reference).map_err(|e| DockerError::Api {
+                action: format!("tag {id}"),
+                message: e.to_string(),
+            })?;
+            self.tag(&id, &target).await?;
         }
         Ok(id)
     }
@@ -122,7 +126,11 @@ pub(super) fn build_options(
         pull: req.pull.then(|| "1".to_string()),
         buildargs: pairs(&req.build_args),
         labels: pairs(&req.labels),
-        platform: req.platform.clone().unwrap_or_default(),
+        platform: req
+            .platform
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default(),
         target: req.target.clone().unwrap_or_default(),
         rm: true,
         forcerm: true,

@@ -10,6 +10,7 @@ use super::{
     STREAM_TIMEOUT,
 };
 use crate::error::error_chain;
+use crate::reference::Reference;
 
 impl Daemon {
     /// Connects to `DOCKER_HOST`, or the default socket when it is unset, and negotiates the
@@ -85,16 +86,16 @@ impl Daemon {
         self.endpoint.is_some()
     }
 
-    /// Tags `image` (an id or reference) as `repo:tag`.
-    pub async fn tag(&self, image: &str, repo: &str, tag: &str) -> Result<(), DockerError> {
+    /// Tags `image` (an id or reference) as `target`.
+    pub async fn tag(&self, image: &str, target: &Reference) -> Result<(), DockerError> {
         let options = TagImageOptions {
-            repo: Some(repo.to_string()),
-            tag: Some(tag.to_string()),
+            repo: Some(target.name()),
+            tag: Some(target.identifier().to_owned()),
         };
         self.docker
             .tag_image(image, Some(options))
             .await
-            .map_err(|e| api_error(format!("tag {image} as {repo}:{tag}"), &e))
+            .map_err(|e| api_error(format!("tag {image} as {}", target.familiar()), &e))
     }
 
     /// The id and size of a local image, or `None` when the daemon does not have it.
@@ -133,47 +134,5 @@ pub(super) fn describe(error: &BollardError) -> String {
         BollardError::DockerStreamError { error } => error.clone(),
         BollardError::RequestTimeoutError => "the Docker daemon did not answer in time".into(),
         e => error_chain(e),
-    }
-}
-
-/// Splits `repo:tag` at the tag's colon (not a registry port's); no tag means `latest`.
-pub(super) fn split_reference(reference: &str) -> (&str, &str) {
-    match reference.rsplit_once(':') {
-        Some((repo, tag)) if !tag.contains('/') => (repo, tag),
-        _ => (reference, "latest"),
-    }
-}
-
-/// The registry host of a repository name, as Docker reads it: the first component when it has
-/// a `.` or `:` or is `localhost`, else Docker Hub.
-pub(super) fn registry_of(repo: &str) -> &str {
-    match repo.split_once('/') {
-        Some((host, _)) if host.contains(['.', ':']) || host == "localhost" => host,
-        _ => "docker.io",
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn references_split_at_the_tag_not_the_port() {
-        assert_eq!(split_reference("app:v1"), ("app", "v1"));
-        assert_eq!(
-            split_reference("127.0.0.1:5000/app:v1"),
-            ("127.0.0.1:5000/app", "v1")
-        );
-        assert_eq!(
-            split_reference("127.0.0.1:5000/app"),
-            ("127.0.0.1:5000/app", "latest")
-        );
-        assert_eq!(registry_of("127.0.0.1:5000/app"), "127.0.0.1:5000");
-        assert_eq!(
-            registry_of("1.dkr.ecr.eu-west-1.amazonaws.com/app"),
-            "1.dkr.ecr.eu-west-1.amazonaws.com"
-        );
-        assert_eq!(registry_of("library/app"), "docker.io");
-        assert_eq!(registry_of("localhost/app"), "localhost");
     }
 }

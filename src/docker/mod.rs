@@ -108,7 +108,7 @@ pub struct BuildRequest {
     /// `--target` stage.
     pub target: Option<String>,
     /// `--platform`, such as `linux/amd64`.
-    pub platform: Option<String>,
+    pub platform: Option<crate::reference::Platform>,
     /// Which builder runs it.
     pub builder: Builder,
     /// `--no-cache`.

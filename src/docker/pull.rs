@@ -7,27 +7,24 @@ use bollard::errors::Error as BollardError;
 use bollard::query_parameters::CreateImageOptions;
 use futures_util::StreamExt;
 
-use super::connect::{describe, split_reference};
+use super::connect::describe;
 use super::{Credentials, Daemon, DockerError};
+use crate::reference::{Platform, Reference};
 
 impl Daemon {
-    /// Pulls `reference` (`registry/repo:tag`) with `credentials` (sent only to their own
-    /// registry, in `X-Registry-Auth`); `Ok(false)` when the registry has no such image.
-    /// `platform` selects one image of a manifest list.
+    /// Pulls `reference` with `credentials` (sent only to their own registry, in
+    /// `X-Registry-Auth`); `Ok(false)` when the registry has no such image. `platform` selects
+    /// one image of a manifest list.
     pub async fn pull(
         &self,
-        reference: &str,
-        platform: Option<&str>,
+        reference: &Reference,
+        platform: Option<&Platform>,
         credentials: Option<&Credentials>,
     ) -> Result<bool, DockerError> {
-        // `repo@sha256:...` pulls by digest: the API takes the digest as the tag.
-        let (repo, tag) = match reference.split_once('@') {
-            Some((repo, digest)) => (repo, digest),
-            None => split_reference(reference),
-        };
-        let registry = super::connect::registry_of(repo);
+        // By digest, the API takes the digest as the tag.
+        let (repo, tag) = (reference.name(), reference.identifier());
         let auth = credentials
-            .filter(|c| c.is_for(registry))
+            .filter(|c| c.is_for(reference.registry()))
             .map(|c| DockerCredentials {
                 username: Some(c.username.clone()),
                 password: Some(c.password.clone()),
@@ -35,9 +32,9 @@ impl Daemon {
                 ..Default::default()
             });
         let options = CreateImageOptions {
-            from_image: Some(repo.to_string()),
-            tag: Some(tag.to_string()),
-            platform: platform.unwrap_or_default().to_string(),
+            from_image: Some(repo),
+            tag: Some(tag.to_owned()),
+            platform: platform.map(Platform::to_string).unwrap_or_default(),
             ..Default::default()
         };
         let mut stream = self.streaming.create_image(Some(options), None, auth);
@@ -63,7 +60,7 @@ impl Daemon {
 }
 
 /// A pull that failed because the image is not there is `Ok(false)`; anything else an error.
-fn not_found_or(reference: &str, message: String) -> Result<bool, DockerError> {
+fn not_found_or(reference: &Reference, message: String) -> Result<bool, DockerError> {
     let lower = message.to_ascii_lowercase();
     if lower.contains("not found")
         || lower.contains("manifest unknown")

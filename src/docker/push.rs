@@ -5,11 +5,12 @@ use bollard::errors::Error as BollardError;
 use bollard::query_parameters::PushImageOptions;
 use futures_util::StreamExt;
 
-use super::connect::{describe, registry_of};
+use super::connect::describe;
 use super::{Credentials, Daemon, DockerError};
+use crate::reference::Reference;
 
 impl Daemon {
-    /// Pushes `repo:tag` and returns the digest the registry stored (`sha256:...`).
+    /// Pushes `target` and returns the digest the registry stored (`sha256:...`).
     ///
     /// Failures inside the push stream are classified by [`is_transient`]: network errors and
     /// registry 5xx are retried (4 attempts, 0.5 s, 1 s, 2 s apart), auth and naming errors are
@@ -18,13 +19,14 @@ impl Daemon {
     /// [`PushedBytes`]), as the daemon reports them.
     pub async fn push(
         &self,
-        repo: &str,
-        tag: &str,
+        target: &Reference,
         creds: &Credentials,
         on_line: &mut (dyn FnMut(&str) + Send),
         on_bytes: &mut (dyn FnMut(u64, u64) + Send),
     ) -> Result<String, DockerError> {
-        let image = format!("{repo}:{tag}");
+        let (repo, tag) = (target.name(), target.identifier());
+        let (repo, tag) = (repo.as_str(), tag);
+        let image = target.to_string();
         let what = format!("push of {image}");
         // The attempts share the callbacks, one at a time.
         let callbacks = tokio::sync::Mutex::new((on_line, on_bytes));
@@ -59,7 +61,7 @@ impl Daemon {
         .await;
         pushed.map_err(|gave_up| DockerError::Push {
             image,
-            registry: registry_of(repo).to_string(),
+            registry: target.registry().to_owned(),
             message: gave_up.last.to_string(),
             transient: gave_up.transient,
             attempts: gave_up.attempts,

@@ -14,7 +14,8 @@ use futures_util::{StreamExt, TryStreamExt, stream};
 use serde::Serialize;
 
 use crate::error::Error;
-use crate::plan::{PlannedImage, platform_suffix};
+use crate::plan::PlannedImage;
+use crate::reference::Platform as WantedPlatform;
 use crate::registry::manifest::{DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX};
 use crate::registry::{Body, Descriptor, Manifest, Platform, Registry};
 
@@ -36,19 +37,8 @@ pub async fn join(
     jobs: usize,
 ) -> Result<(ListSummary, Manifest), Error> {
     let manifest = assemble(registry, image, jobs).await?;
-    let tag = image
-        .uri
-        .rsplit_once(':')
-        .map_or("latest", |(_, tag)| tag)
-        .to_owned();
-    super::push::put_tag(registry, image, &tag, &manifest).await?;
-    let summary = ListSummary {
-        name: image.name.clone(),
-        uri: image.uri.clone(),
-        digest: manifest.digest.clone(),
-        media_type: manifest.media_type.clone(),
-        platforms: image.platforms.clone(),
-    };
+    super::push::put_tag(registry, image, image.uri.identifier(), &manifest).await?;
+    let summary = ListSummary::new(image, &manifest);
     Ok((summary, manifest))
 }
 
@@ -58,14 +48,10 @@ pub async fn assemble(
     image: &PlannedImage,
     jobs: usize,
 ) -> Result<Manifest, Error> {
-    let tag = image
-        .uri
-        .rsplit_once(':')
-        .map_or("latest", |(_, tag)| tag)
-        .to_owned();
+    let tag = image.uri.identifier();
     let entries: Vec<Entry> = stream::iter(image.platforms.iter())
         .map(|platform| {
-            let tag = format!("{tag}-{}", platform_suffix(platform));
+            let tag = format!("{tag}-{}", platform.suffix());
             async move { find(registry, image, &tag, platform).await }
         })
         .buffered(jobs.max(1))
@@ -98,7 +84,7 @@ async fn find(
     registry: &Registry,
     image: &PlannedImage,
     tag: &str,
-    platform: &str,
+    platform: &WantedPlatform,
 ) -> Result<Entry, Error> {
     let missing = |why: &str| {
         image_error(
@@ -158,7 +144,7 @@ pub async fn manifest(
     let found: Vec<(Manifest, bool)> = stream::iter(plan.images.iter())
         .map(|image| async move {
             if image.platforms.is_empty() {
-                let tag = image.uri.rsplit_once(':').map_or("latest", |(_, t)| t);
+                let tag = image.uri.identifier();
                 match registry
                     .manifest(&image.repository, tag)
                     .await
@@ -193,8 +179,7 @@ pub async fn manifest(
             .filter(|(_, (_, is_list))| *is_list)
     };
     stream::iter(lists().map(|(image, (manifest, _))| {
-        let tag = image.uri.rsplit_once(':').map_or("latest", |(_, t)| t);
-        super::push::put_tag(registry, image, tag, manifest)
+        super::push::put_tag(registry, image, image.uri.identifier(), manifest)
     }))
     .buffer_unordered(options.jobs.max(1))
     .try_collect::<()>()
@@ -208,24 +193,19 @@ pub async fn manifest(
                 image.uri,
                 manifest.digest
             );
-            summary.lists.push(ListSummary {
-                name: image.name.clone(),
-                uri: image.uri.clone(),
-                digest: manifest.digest.clone(),
-                media_type: manifest.media_type.clone(),
-                platforms: image.platforms.clone(),
-            });
+            summary.lists.push(ListSummary::new(image, manifest));
         }
         let uri = if options.pin_digest {
-            super::pinned_uri(image, &manifest.digest)
+            super::pinned_uri(image, &manifest.digest)?
         } else {
             image.uri.clone()
         };
         let mut row = super::ImageSummary::new(
-            image.name.clone(),
+            &image.name,
             None,
+            false,
             format!("{}:{}", image.repository, plan.tag.value),
-            uri.clone(),
+            &uri,
         );
         row.digest = Some(manifest.digest.clone());
         summary.images.push(row);

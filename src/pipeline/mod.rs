@@ -34,7 +34,8 @@ use crate::artifacts;
 use crate::context::Builder;
 use crate::docker::{BuildRequest, Daemon};
 use crate::error::Error;
-use crate::plan::{Plan, PlannedBuild, PlannedImage, platform_suffix};
+use crate::plan::{Plan, PlannedBuild, PlannedImage};
+use crate::reference::{Platform, Reference};
 use crate::secret::Secret;
 use crate::view::{State, View};
 
@@ -106,7 +107,7 @@ impl Unit<'_> {
     /// The name its lines and states go under: `app`, or `app/arm64`.
     fn label(&self) -> String {
         match (&self.build.platform, self.image.platforms.is_empty()) {
-            (Some(platform), false) => format!("{}/{}", self.image.name, platform_suffix(platform)),
+            (Some(platform), false) => format!("{}/{}", self.image.name, platform.suffix()),
             _ => self.image.name.clone(),
         }
     }
@@ -116,10 +117,11 @@ impl Unit<'_> {
     /// The unit's summary row, before anything is known of it.
     fn row(&self) -> ImageSummary {
         ImageSummary::new(
-            self.image.name.clone(),
-            self.build.platform.clone(),
+            &self.image.name,
+            self.build.platform.as_ref(),
+            !self.image.platforms.is_empty(),
             self.build.local_name().to_owned(),
-            self.build.uri.clone(),
+            &self.build.uri,
         )
     }
 }
@@ -273,7 +275,7 @@ async fn build_all(plan: &Plan, options: &Options, env: &Env<'_>) -> Result<Summ
             .await?
             .report(&mut summary);
     } else if options.dry_run && plan.only_platform.is_none() {
-        let uris: Vec<String> = plan.deployed().map(|i| i.uri.clone()).collect();
+        let uris: Vec<Reference> = plan.deployed().map(|i| i.uri.clone()).collect();
         summary.artifacts = write_artifacts(env.root, plan, &uris)?;
     }
     if options.steps == Steps::Build {
@@ -345,7 +347,7 @@ struct Dependency {
     local_name: String,
     inputs: String,
     /// The registry's image, when the dependency was reused rather than built here.
-    reused: Option<String>,
+    reused: Option<Reference>,
 }
 
 impl Run<'_> {
@@ -395,7 +397,7 @@ impl Run<'_> {
                     &target.registry,
                     &image.repository,
                     &candidates,
-                    build.platform.as_deref(),
+                    build.platform.as_ref(),
                     &inputs,
                     self.options.max_age,
                     &mut log,
@@ -453,7 +455,8 @@ impl Run<'_> {
         if let Some(target) = self.env.target
             && self.options.builder == Builder::Classic
         {
-            request.cache_from = self.classic_cache(&label, build, &request, target).await;
+            let sources = self.cache_sources(image, build, &absent);
+            request.cache_from = self.classic_cache(&label, build, &sources, target).await;
         }
         let built = build::build(
             self.env.daemon,
@@ -506,22 +509,23 @@ impl Run<'_> {
                 .iter()
                 .filter(|u| &u.image.name == name)
                 .collect();
-            let wanted = unit.build.platform.as_deref();
+            let wanted = unit.build.platform.as_ref();
+            let default = Platform::default();
             let dep = candidates
                 .iter()
-                .find(|u| u.build.platform.as_deref() == wanted)
+                .find(|u| u.build.platform.as_ref() == wanted)
                 .or_else(|| (candidates.len() == 1).then(|| &candidates[0]))
                 .or_else(|| {
-                    candidates.iter().find(|u| {
-                        u.build.platform.as_deref() == Some(crate::plan::DEFAULT_PLATFORM)
-                    })
+                    candidates
+                        .iter()
+                        .find(|u| u.build.platform.as_ref() == Some(&default))
                 });
             let Some(dep) = dep else {
                 return Err(image_error(
                     unit.image,
                     Error::Usage(format!(
                         "depends on `{name}`, which this run does not build for {}",
-                        wanted.unwrap_or(crate::plan::DEFAULT_PLATFORM)
+                        wanted.unwrap_or(&default)
                     )),
                 ));
             };
@@ -540,14 +544,15 @@ impl Run<'_> {
                 arg: crate::plan::dependency_arg(name),
                 local_name: dep.build.local_name().to_owned(),
                 inputs: done.inputs.clone(),
-                reused: done.reused.as_ref().map(|found| {
-                    let base = dep
-                        .build
-                        .uri
-                        .rsplit_once(':')
-                        .map_or(dep.build.uri.as_str(), |(b, _)| b);
-                    format!("{base}@{}", found.manifest.digest)
-                }),
+                reused: match &done.reused {
+                    Some(found) => Some(
+                        dep.build
+                            .uri
+                            .pinned(&found.manifest.digest)
+                            .map_err(|e| image_error(unit.image, Error::Failed(e.to_string())))?,
+                    ),
+                    None => None,
+                },
             });
         }
         Ok(deps)
@@ -575,13 +580,11 @@ impl Run<'_> {
                 .await
                 .map_err(|e| image_error(image, e.into()))?;
             if found {
-                let (repo, tag) = dep
-                    .local_name
-                    .rsplit_once(':')
-                    .unwrap_or((&dep.local_name, "latest"));
+                let local = Reference::parse(&dep.local_name)
+                    .map_err(|e| image_error(image, Error::Failed(e.to_string())))?;
                 self.env
                     .daemon
-                    .tag(reference, repo, tag)
+                    .tag(&reference.to_string(), &local)
                     .await
                     .map_err(|e| image_error(image, e.into()))?;
             }
@@ -616,6 +619,9 @@ impl Run<'_> {
         }
         let cache_from = if target.is_some() && !self.options.no_cache {
             self.cache_sources(image, build, absent)
+                .iter()
+                .map(Reference::to_string)
+                .collect()
         } else {
             Vec::new()
         };
@@ -629,13 +635,13 @@ impl Run<'_> {
             && (!image.platforms.is_empty()
                 || build
                     .platform
-                    .as_deref()
-                    .is_some_and(|p| !p.starts_with(self.env.daemon.platform())));
+                    .as_ref()
+                    .is_some_and(|p| !p.to_string().starts_with(self.env.daemon.platform())));
         if cross {
             tracing::info!(
                 "[{}] classic builder: no build cache for {} on a {} daemon",
                 image.name,
-                build.platform.as_deref().unwrap_or_default(),
+                build.platform.clone().unwrap_or_default(),
                 self.env.daemon.platform()
             );
         }
@@ -664,10 +670,10 @@ impl Run<'_> {
         image: &PlannedImage,
         build: &PlannedBuild,
         absent: &[String],
-    ) -> Vec<String> {
+    ) -> Vec<Reference> {
         let stages = build.cache.iter().map(|c| (&c.tag, &c.uri));
         let last = image.extra_tags.iter().zip(&image.extra_uris);
-        let mut sources: Vec<String> = stages
+        let mut sources: Vec<Reference> = stages
             .chain(last)
             .filter(|(tag, _)| !absent.contains(tag))
             .map(|(_, uri)| uri.clone())
@@ -690,13 +696,13 @@ impl Run<'_> {
         &self,
         label: &str,
         build: &PlannedBuild,
-        request: &BuildRequest,
+        cache_from: &[Reference],
         target: &Target,
     ) -> Vec<String> {
         let daemon = self.env.daemon;
         let mut sources = Vec::new();
-        for reference in &request.cache_from {
-            let platform = request.platform.as_deref();
+        for reference in cache_from {
+            let platform = build.platform.as_ref();
             match daemon
                 .pull(reference, platform, Some(&target.credentials))
                 .await
@@ -705,7 +711,7 @@ impl Run<'_> {
                     self.env
                         .view
                         .line(label, &format!("pulled {reference} as cache"));
-                    sources.push(reference.clone());
+                    sources.push(reference.to_string());
                 }
                 Ok(false) => tracing::debug!("[{label}] no {reference} to start the cache from"),
                 Err(e) => tracing::warn!("[{label}] cache image {reference} not pulled: {e}"),
@@ -936,8 +942,9 @@ pub async fn push_dry_run(root: &Path, plan: &Plan, daemon: &Daemon) -> Result<S
     let found = sources(root, plan, None, &units, daemon).await?;
     for (unit, source) in units.iter().zip(found) {
         let mut row = unit.row();
-        row.would_push.push(unit.build.uri.clone());
-        row.would_push.extend(unit.build.extra_uris.iter().cloned());
+        row.would_push.push(unit.build.uri.to_string());
+        row.would_push
+            .extend(unit.build.extra_uris.iter().map(Reference::to_string));
         match source {
             Source::Reused { from, digest } => {
                 row.action = Some(Action::Reused);
@@ -948,7 +955,7 @@ pub async fn push_dry_run(root: &Path, plan: &Plan, daemon: &Daemon) -> Result<S
                 row.image_id = Some(id);
                 row.size = Some(size);
                 row.would_push
-                    .extend(cache.into_iter().map(|(stage, _)| stage.uri));
+                    .extend(cache.into_iter().map(|(stage, _)| stage.uri.to_string()));
             }
         }
         summary.images.push(row);
@@ -957,10 +964,10 @@ pub async fn push_dry_run(root: &Path, plan: &Plan, daemon: &Daemon) -> Result<S
         for image in plan.images.iter().filter(|i| !i.platforms.is_empty()) {
             summary.lists.push(ListSummary {
                 name: image.name.clone(),
-                uri: image.uri.clone(),
+                uri: image.uri.to_string(),
                 digest: "(not joined in a dry-run)".into(),
                 media_type: String::new(),
-                platforms: image.platforms.clone(),
+                platforms: image.platforms.iter().map(Platform::to_string).collect(),
             });
         }
     }
@@ -973,7 +980,7 @@ struct Finished {
     lists: Vec<ListSummary>,
     artifacts: Vec<String>,
     /// Per unit: the URI the artifacts name for it, when it differs from its push URI.
-    uris: Vec<Option<String>>,
+    uris: Vec<Option<Reference>>,
 }
 
 impl Finished {
@@ -983,7 +990,7 @@ impl Finished {
         summary.artifacts = self.artifacts;
         for (row, uri) in summary.images.iter_mut().zip(self.uris) {
             if let Some(uri) = uri {
-                row.uri = uri;
+                row.uri = uri.to_string();
             }
         }
     }
@@ -1054,7 +1061,7 @@ async fn finish(
                     .and_then(|(_, d)| d.digest.clone()),
             };
             let uri = match (options.pin_digest, digest) {
-                (true, Some(digest)) => pinned_uri(image, &digest),
+                (true, Some(digest)) => pinned_uri(image, &digest)?,
                 _ => image.uri.clone(),
             };
             for (index, unit) in units.iter().enumerate() {
@@ -1068,7 +1075,7 @@ async fn finish(
     } else {
         tracing::info!(
             "only {} was built: the artifacts are written by `ecrship manifest`, once every platform is in",
-            plan.only_platform.as_deref().unwrap_or_default()
+            plan.only_platform.clone().unwrap_or_default()
         );
         None
     };
@@ -1123,17 +1130,16 @@ async fn finish(
 }
 
 /// `<registry>/<repository>@sha256:...`: the image by digest, for `--pin-digest`.
-pub fn pinned_uri(image: &PlannedImage, digest: &str) -> String {
-    let base = image
+pub fn pinned_uri(image: &PlannedImage, digest: &str) -> Result<Reference, Error> {
+    image
         .uri
-        .rsplit_once(':')
-        .map_or(image.uri.as_str(), |(b, _)| b);
-    format!("{base}@{digest}")
+        .pinned(digest)
+        .map_err(|e| image_error(image, Error::Failed(e.to_string())))
 }
 
 /// Writes `imagedefinitions.json` (and `imageDetail.json` when configured) under `root`;
 /// `uris` are the deployed images' URIs, in plan order.
-pub fn write_artifacts(root: &Path, plan: &Plan, uris: &[String]) -> Result<Vec<String>, Error> {
+pub fn write_artifacts(root: &Path, plan: &Plan, uris: &[Reference]) -> Result<Vec<String>, Error> {
     stage_artifacts(root, plan, uris)?.commit()
 }
 
@@ -1145,12 +1151,10 @@ pub struct StagedArtifacts {
 }
 
 impl StagedArtifacts {
-    /// Renames the artifacts into place; returns their paths as configured.
+    /// Renames the artifacts into place; returns their paths as configured (the summary says
+    /// them).
     pub fn commit(self) -> Result<Vec<String>, Error> {
         self.staged.commit()?;
-        for path in &self.names {
-            tracing::info!("wrote {path}");
-        }
         Ok(self.names)
     }
 }
@@ -1160,13 +1164,14 @@ impl StagedArtifacts {
 pub fn stage_artifacts(
     root: &Path,
     plan: &Plan,
-    uris: &[String],
+    uris: &[Reference],
 ) -> Result<StagedArtifacts, Error> {
     let deployed: Vec<&PlannedImage> = plan.deployed().collect();
+    let uris: Vec<String> = uris.iter().map(Reference::to_string).collect();
     let text = artifacts::image_definitions(
         deployed
             .iter()
-            .zip(uris)
+            .zip(&uris)
             .map(|(i, u)| (i.name.as_str(), u.as_str())),
     );
     let mut names = vec![plan.imagedefinitions.clone()];

@@ -118,6 +118,7 @@ pub fn inputs_digest(
     builder: Builder,
     dependency_inputs: &BTreeMap<String, String>,
 ) -> String {
+    let platform = build.platform.as_ref().map(ToString::to_string);
     let build_args = job
         .build_args
         .iter()
@@ -134,7 +135,7 @@ pub fn inputs_digest(
         build_args,
         secret_names: job.secrets.iter().map(|(name, _)| name.as_str()).collect(),
         target: image.target.as_deref(),
-        platform: build.platform.as_deref(),
+        platform: platform.as_deref(),
         builder,
         labels: &image.labels,
     }

@@ -12,6 +12,7 @@ use std::time::Instant;
 use crate::docker::{Credentials, Daemon, DockerError};
 use crate::error::Error;
 use crate::plan::PlannedImage;
+use crate::reference::Reference;
 use crate::registry::{Manifest, Registry};
 use crate::view::View;
 
@@ -35,11 +36,11 @@ pub async fn push_local(
     image: &PlannedImage,
     label: &str,
     id: &str,
-    uri: &str,
+    uri: &Reference,
     view: &dyn View,
 ) -> Result<(String, f64), Error> {
     let started = Instant::now();
-    let tag = uri.rsplit_once(':').map_or("latest", |(_, tag)| tag);
+    let tag = uri.identifier();
     let digest = match tag_and_push(daemon, target, image, label, id, uri, view).await? {
         Ok(digest) => digest,
         Err(e) if is_immutable_tag(&e.to_string()) => {
@@ -62,19 +63,18 @@ async fn tag_and_push(
     image: &PlannedImage,
     label: &str,
     id: &str,
-    uri: &str,
+    uri: &Reference,
     view: &dyn View,
 ) -> Result<Result<String, DockerError>, Error> {
-    let (repo, tag) = uri.rsplit_once(':').unwrap_or((uri, "latest"));
     daemon
-        .tag(id, repo, tag)
+        .tag(id, uri)
         .await
         .map_err(|e| image_error(image, e.into()))?;
     view.line(label, &format!("pushing {uri}"));
     let mut on_line = |line: &str| view.line(label, line);
     let mut on_bytes = |done, total| view.push_progress(label, done, total);
     Ok(daemon
-        .push(repo, tag, &target.credentials, &mut on_line, &mut on_bytes)
+        .push(uri, &target.credentials, &mut on_line, &mut on_bytes)
         .await)
 }
 
@@ -129,7 +129,7 @@ pub async fn push_cache(
     image: &PlannedImage,
     label: &str,
     id: &str,
-    uri: &str,
+    uri: &Reference,
     view: &dyn View,
 ) -> Result<(), Error> {
     match tag_and_push(daemon, target, image, label, id, uri, view).await? {

@@ -13,6 +13,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::inputs;
 use crate::plan::CacheImage;
+use crate::reference::{Platform as WantedPlatform, Reference};
 use crate::registry::{Body, Manifest, Platform, Registry, RegistryError};
 
 /// An image in the registry built from the same inputs.
@@ -54,7 +55,7 @@ pub async fn find(
     registry: &Registry,
     repository: &str,
     candidates: &[String],
-    platform: Option<&str>,
+    platform: Option<&WantedPlatform>,
     inputs: &str,
     max_age: Duration,
     log: &mut (dyn FnMut(&str, Miss) + Send),
@@ -82,7 +83,7 @@ async fn check(
     registry: &Registry,
     repository: &str,
     tag: &str,
-    platform: Option<&str>,
+    platform: Option<&WantedPlatform>,
     inputs: &str,
     max_age: Duration,
     now: SystemTime,
@@ -103,7 +104,8 @@ async fn check(
         let Body::Index { manifests } = manifest.body().map_err(error)? else {
             return Ok(Err(Miss::NoPlatform));
         };
-        let wanted = platform.unwrap_or(crate::plan::DEFAULT_PLATFORM);
+        let default = WantedPlatform::default();
+        let wanted = platform.unwrap_or(&default);
         let Some(entry) = manifests.iter().find(|m| {
             m.platform
                 .as_ref()
@@ -153,14 +155,14 @@ pub async fn missing<'a>(
         .collect()
 }
 
-/// Whether a manifest list entry's platform is `wanted` (`os/arch[/variant]`); a wanted
-/// platform without a variant takes any variant.
-pub fn same_platform(platform: &Platform, wanted: &str) -> bool {
-    let mut parts = wanted.split('/');
-    let (os, arch, variant) = (parts.next(), parts.next(), parts.next());
-    Some(platform.os.as_str()) == os
-        && Some(platform.architecture.as_str()) == arch
-        && variant.is_none_or(|v| platform.variant.as_deref() == Some(v))
+/// Whether a manifest list entry's (or a config's) platform is `wanted`; a wanted platform
+/// without a variant takes any variant.
+pub fn same_platform(platform: &Platform, wanted: &WantedPlatform) -> bool {
+    platform.os == wanted.os()
+        && platform.architecture == wanted.architecture()
+        && wanted
+            .variant()
+            .is_none_or(|v| platform.variant.as_deref() == Some(v))
 }
 
 /// From this Engine API version on (Docker 27.0), a BuildKit build whose cache stages are in the
@@ -173,8 +175,8 @@ pub const STAGES_ALONE_FROM_API: (usize, usize) = (1, 46);
 /// concurrently and in no set order; Docker 28.5, given a cache stage and the last image,
 /// runs the stage's steps again in about half of the builds on an empty daemon, and never
 /// with the stages alone. The last image stays the source when there is no stage to take.
-pub fn stages_alone(cache_from: &mut Vec<String>, stages: &[CacheImage]) {
-    let is_stage = |uri: &String| stages.iter().any(|s| &s.uri == uri);
+pub fn stages_alone(cache_from: &mut Vec<Reference>, stages: &[CacheImage]) {
+    let is_stage = |uri: &Reference| stages.iter().any(|s| &s.uri == uri);
     if cache_from.iter().any(is_stage) {
         cache_from.retain(is_stage);
     }
@@ -206,11 +208,12 @@ mod tests {
             os: "linux".into(),
             variant: variant.map(str::to_owned),
         };
-        assert!(same_platform(&p("arm64", Some("v8")), "linux/arm64"));
-        assert!(same_platform(&p("arm64", Some("v8")), "linux/arm64/v8"));
-        assert!(!same_platform(&p("arm64", None), "linux/arm64/v8"));
-        assert!(!same_platform(&p("amd64", None), "linux/arm64"));
-        assert!(same_platform(&p("amd64", None), "linux/amd64"));
+        let w = |s: &str| WantedPlatform::parse(s).unwrap();
+        assert!(same_platform(&p("arm64", Some("v8")), &w("linux/arm64")));
+        assert!(same_platform(&p("arm64", Some("v8")), &w("linux/arm64/v8")));
+        assert!(!same_platform(&p("arm64", None), &w("linux/arm64/v8")));
+        assert!(!same_platform(&p("amd64", None), &w("linux/arm64")));
+        assert!(same_platform(&p("amd64", None), &w("linux/amd64")));
     }
 
     #[test]
@@ -230,10 +233,10 @@ mod tests {
             stage: name.into(),
             tag: format!("cache-{name}"),
             local_name: format!("app:cache-{name}"),
-            uri: format!("r.example/app:cache-{name}"),
+            uri: Reference::parse(&format!("r.example/app:cache-{name}")).unwrap(),
         };
         let stages = [stage("deps"), stage("build")];
-        let latest = "r.example/app:latest".to_owned();
+        let latest = Reference::parse("r.example/app:latest").unwrap();
 
         let mut both = vec![stages[0].uri.clone(), latest.clone()];
         stages_alone(&mut both, &stages);

@@ -5,6 +5,9 @@ use std::fmt;
 use serde::Serialize;
 
 use crate::output::human_bytes;
+use crate::plan::PlannedImage;
+use crate::reference::{Platform, Reference};
+use crate::registry::Manifest;
 
 /// The result of a run, printed at the end.
 #[derive(Debug, Default, Serialize)]
@@ -76,6 +79,10 @@ pub struct ImageSummary {
     /// What a `push --dry-run` would push for it, in order.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub would_push: Vec<String>,
+    /// The table's first two columns: the name (with the platform, for one platform of
+    /// several) and the tag.
+    #[serde(skip)]
+    shown: (String, String),
 }
 
 /// A manifest list joining the platforms of one image.
@@ -89,12 +96,24 @@ pub struct ListSummary {
 }
 
 impl ImageSummary {
-    pub fn new(name: String, platform: Option<String>, image: String, uri: String) -> Self {
+    /// The row of one build: of `name`, for `platform` (`one_of_several` platforms of a
+    /// multi-platform image, or not), whose local image is `image`, pushed as `uri`.
+    pub fn new(
+        name: &str,
+        platform: Option<&Platform>,
+        one_of_several: bool,
+        image: String,
+        uri: &Reference,
+    ) -> Self {
+        let shown_name = match platform {
+            Some(platform) if one_of_several => format!("{name} ({platform})"),
+            _ => name.to_owned(),
+        };
         ImageSummary {
-            name,
-            platform,
+            name: name.to_owned(),
+            platform: platform.map(Platform::to_string),
             image,
-            uri,
+            uri: uri.to_string(),
             action: None,
             reused_from: None,
             inputs: None,
@@ -104,6 +123,20 @@ impl ImageSummary {
             digest: None,
             push_seconds: None,
             would_push: Vec::new(),
+            shown: (shown_name, uri.identifier().to_owned()),
+        }
+    }
+}
+
+impl ListSummary {
+    /// The list of `image`'s platforms, as `manifest`.
+    pub fn new(image: &PlannedImage, manifest: &Manifest) -> ListSummary {
+        ListSummary {
+            name: image.name.clone(),
+            uri: image.uri.to_string(),
+            digest: manifest.digest.clone(),
+            media_type: manifest.media_type.clone(),
+            platforms: image.platforms.iter().map(Platform::to_string).collect(),
         }
     }
 }
@@ -126,21 +159,7 @@ impl fmt::Display for Summary {
         let mut rows = vec![header.into_iter().map(String::from).collect::<Vec<_>>()];
         let seconds = |s: Option<f64>| s.map(|s| format!("{s:.1}s")).unwrap_or_default();
         for image in &self.images {
-            let name = match &image.platform {
-                Some(platform)
-                    if image
-                        .image
-                        .ends_with(&crate::plan::platform_suffix(platform)) =>
-                {
-                    format!("{} ({platform})", image.name)
-                }
-                _ => image.name.clone(),
-            };
-            let tag = image
-                .image
-                .rsplit_once(':')
-                .map_or(self.tag.as_str(), |(_, t)| t);
-            let mut row = vec![name, tag.to_owned()];
+            let mut row = vec![image.shown.0.clone(), image.shown.1.clone()];
             if acted {
                 row.push(match (&image.action, &image.reused_from) {
                     (Some(Action::Reused), Some(from)) => format!("reused from {}", from.tag),
@@ -213,12 +232,25 @@ mod tests {
 
     #[test]
     fn the_table_says_what_happened_to_each_image() {
-        let mut built = ImageSummary::new("app".into(), None, "app:v2".into(), "r/app:v2".into());
+        let uri = |s: &str| Reference::parse(s).unwrap();
+        let mut built = ImageSummary::new(
+            "app",
+            None,
+            false,
+            "app:v2".into(),
+            &uri("r.example/app:v2"),
+        );
         built.action = Some(Action::Built);
         built.image_id = Some("sha256:0123456789abcdef".into());
         built.size = Some(1_500);
         built.build_seconds = Some(2.0);
-        let mut reused = ImageSummary::new("web".into(), None, "web:v2".into(), "r/web:v2".into());
+        let mut reused = ImageSummary::new(
+            "web",
+            None,
+            false,
+            "web:v2".into(),
+            &uri("r.example/web:v2"),
+        );
         reused.action = Some(Action::Reused);
         reused.reused_from = Some(ReusedFrom {
             tag: "latest".into(),

@@ -3,6 +3,7 @@
 
 use super::SourceError;
 use crate::config::{Origin, SourceConfig};
+use crate::reference::{bucket_violation, key_violation};
 
 /// Environment twin of `--bucket`.
 pub const BUCKET_ENV: &str = "ECRSHIP_SOURCE_BUCKET";
@@ -76,104 +77,11 @@ pub fn require(
     Ok(Target { bucket, key })
 }
 
-/// Why `name` is not a general purpose S3 bucket name, or `None` when it is one (AWS, Amazon S3
-/// User Guide, "General purpose bucket naming rules"): 3 to 63 characters of lowercase letters,
-/// digits, `.` and `-`; a letter or digit at both ends; no `..`; not an IP address; none of the
-/// reserved prefixes `xn--`, `sthree-`, `amzn-s3-demo-` and suffixes `-s3alias`, `--ol-s3`,
-/// `.mrap`, `--x-s3`, `--table-s3`.
-pub fn bucket_violation(name: &str) -> Option<&'static str> {
-    if !(3..=63).contains(&name.len()) {
-        return Some("is not a bucket name: it must be 3 to 63 characters long");
-    }
-    let allowed = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-';
-    if !name.bytes().all(allowed) {
-        return Some(
-            "is not a bucket name: only lowercase letters, digits, `.` and `-` are allowed",
-        );
-    }
-    let end_ok = |b: Option<u8>| b.is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
-    if !end_ok(name.bytes().next()) || !end_ok(name.bytes().last()) {
-        return Some("is not a bucket name: it must begin and end with a letter or a digit");
-    }
-    if name.contains("..") {
-        return Some("is not a bucket name: it has two periods in a row");
-    }
-    if name.parse::<std::net::Ipv4Addr>().is_ok() {
-        return Some("is not a bucket name: it has the form of an IP address");
-    }
-    let reserved_prefix = ["xn--", "sthree-", "amzn-s3-demo-"]
-        .iter()
-        .any(|p| name.starts_with(p));
-    let reserved_suffix = ["-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3"]
-        .iter()
-        .any(|s| name.ends_with(s));
-    if reserved_prefix || reserved_suffix {
-        return Some("is not a bucket name: it uses a prefix or suffix that S3 reserves");
-    }
-    None
-}
-
-/// Why `key` cannot be the source object's key, or `None` (AWS, Amazon S3 User Guide, "Naming
-/// Amazon S3 objects": a key is at most 1,024 bytes of UTF-8). A key ending in `/` names a
-/// folder in the console, not a zip that CodePipeline can take.
-pub fn key_violation(key: &str) -> Option<&'static str> {
-    if key.is_empty() {
-        Some("is not an object key: it is empty")
-    } else if key.len() > 1024 {
-        Some("is not an object key: it is longer than 1,024 bytes")
-    } else if key.ends_with('/') {
-        Some("is not an object key for a zip: it ends with `/`, which names a folder")
-    } else if key.chars().any(char::is_control) {
-        Some("is not an object key for a zip: it holds a control character")
-    } else {
-        None
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::Located;
     use crate::test_env::env;
-
-    #[test]
-    fn bucket_names() {
-        for ok in ["abc", "my-source-bucket", "a.b.c", "123", &"a".repeat(63)] {
-            assert_eq!(bucket_violation(ok), None, "{ok}");
-        }
-        let cases = [
-            ("ab", "3 to 63"),
-            (&"a".repeat(64), "3 to 63"),
-            ("My-Bucket", "lowercase"),
-            ("my_bucket", "lowercase"),
-            ("-abc", "begin and end"),
-            ("abc.", "begin and end"),
-            ("a..b", "two periods"),
-            ("192.168.5.4", "IP address"),
-            ("xn--abc", "reserve"),
-            ("abc-s3alias", "reserve"),
-            ("abc--x-s3", "reserve"),
-        ];
-        for (bad, why) in cases {
-            let reason = bucket_violation(bad).unwrap_or_else(|| panic!("{bad} passed"));
-            assert!(reason.contains(why), "{bad}: {reason}");
-        }
-    }
-
-    #[test]
-    fn key_names() {
-        for ok in [
-            "src.zip",
-            "path/to/src.zip",
-            "ソース.zip",
-            &"k".repeat(1024),
-        ] {
-            assert_eq!(key_violation(ok), None, "{ok}");
-        }
-        for bad in ["", "folder/", "a\nb", &"k".repeat(1025)] {
-            assert!(key_violation(bad).is_some(), "{bad:?}");
-        }
-    }
 
     fn config(bucket: &str, key: &str) -> SourceConfig {
         SourceConfig {

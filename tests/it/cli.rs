@@ -143,7 +143,7 @@ fn plan_without_account_uses_a_placeholder_that_says_what_to_set() {
     out.assert_success();
     assert!(
         out.stdout
-            .contains("ACCOUNT_ID.dkr.ecr.REGION.amazonaws.com/app:latest"),
+            .contains("ACCOUNT-ID.dkr.ecr.REGION.amazonaws.com/app:latest"),
         "{out}"
     );
     assert!(out.stderr.contains("AWS_ACCOUNT_ID"), "{out}");
