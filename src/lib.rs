@@ -10,6 +10,7 @@ pub mod config;
 pub mod context;
 pub mod deploy;
 pub mod docker;
+pub mod dockerfile;
 pub mod error;
 pub mod inputs;
 pub mod output;
