@@ -27,8 +27,9 @@ use std::path::{Path, PathBuf};
 use bytes::{Bytes, BytesMut};
 use tar::{EntryType, Header};
 
-use super::digest::{ContextDigest, Kind};
+use super::digest::{Kind, Recorder};
 use super::ignore::{Decision, MatchInfo, Patterns};
+use super::snapshot::{Snapshot, Stamp};
 use super::{ContextError, ContextSummary, shown_in};
 
 /// Size of the chunks handed to the channel (and of the file read buffer).
@@ -60,22 +61,28 @@ pub(super) struct Plan {
     /// Content to send for a top-level `.dockerignore` (read once, in `prepare`).
     pub(super) dockerignore: Option<Vec<u8>>,
     /// `dockerignore` differs from the file (the generated name appended): always sent as a
-    /// regular file.
+    /// regular file; the digest takes the file's own bytes.
     pub(super) dockerignore_rewritten: bool,
+    /// The file's own `.dockerignore` bytes, when `dockerignore` was rewritten.
+    pub(super) dockerignore_original: Option<Vec<u8>>,
     /// Leave `.dockerignore` out (BuildKit, excluded by its own patterns).
     pub(super) omit_dockerignore: bool,
     /// A `.dockerignore` to add at the end (classic, Dockerfile outside, none in the folder).
     pub(super) create_dockerignore: Option<Vec<u8>>,
     /// The Dockerfile to add at the end: name in the tar and file to read.
     pub(super) generated: Option<(String, PathBuf)>,
+    /// What the inputs digest saw: every entry sent must still be that.
+    pub(super) snapshot: Option<std::sync::Arc<Snapshot>>,
 }
 
-/// Walks the context and writes the tar, handing out chunks of [`CHUNK_SIZE`] bytes; every
-/// entry also goes into `digest`, when given.
+/// Walks the context and writes the tar, handing out chunks of [`CHUNK_SIZE`] bytes. With a
+/// `recorder`, the walk only records the entries for the digest (files are hashed by its
+/// workers, not read here). Without one, and with a snapshot in the plan, every entry sent is
+/// checked against what the digest saw.
 pub(super) fn write<F>(
     plan: &Plan,
     emit: F,
-    digest: Option<&mut ContextDigest>,
+    digest: Option<&mut Recorder>,
 ) -> Result<ContextSummary, ContextError>
 where
     F: FnMut(Bytes) -> Result<(), ContextError>,
@@ -105,7 +112,7 @@ where
 
 struct Walker<'a, F> {
     plan: &'a Plan,
-    digest: Option<&'a mut ContextDigest>,
+    digest: Option<&'a mut Recorder>,
     out: TarOut<F>,
     /// (device, inode) of hard-linked files already sent → their name in the tar.
     links: HashMap<(u64, u64), Vec<u8>>,
@@ -180,6 +187,7 @@ where
                         mtime(&meta),
                         0,
                         None,
+                        Some(Stamp::of(&meta)),
                     )?;
                     self.ancestors.push((child.clone(), true));
                     self.walk(&entry.path(), &child, Some(&info))?;
@@ -215,6 +223,14 @@ where
                 } else {
                     GENERATED_MODE
                 };
+                // A rewritten `.dockerignore` counts in the digest as the file it was made from.
+                let digest = match &plan.dockerignore_original {
+                    Some(original) if plan.dockerignore_rewritten => {
+                        let digest = self.digest.take();
+                        digest.map(|d| (d, original))
+                    }
+                    _ => None,
+                };
                 self.header(
                     EntryType::Regular,
                     rel,
@@ -223,9 +239,24 @@ where
                     mtime(&meta),
                     content.len() as u64,
                     None,
+                    Some(Stamp::of(&meta)),
                 )?;
                 self.content(content)?;
                 self.out.pad(content.len() as u64)?;
+                if let Some((digest, original)) = digest {
+                    let stamp = Some(Stamp::of(&meta));
+                    digest.entry(
+                        Kind::File,
+                        rel,
+                        mode,
+                        original.len() as u64,
+                        None,
+                        None,
+                        stamp,
+                    );
+                    digest.inline(original);
+                    self.digest = Some(digest);
+                }
                 self.files += 1;
                 if let Some(key) = inode {
                     self.links.entry(key).or_insert_with(|| rel.to_vec());
@@ -242,7 +273,17 @@ where
         let (mode, mtime) = (mode(&meta), mtime(&meta));
         let inode = (meta.nlink() > 1).then(|| (meta.dev(), meta.ino()));
         if let Some(first) = inode.and_then(|key| self.links.get(&key)).cloned() {
-            self.header(EntryType::Link, rel, Some(&first), mode, mtime, 0, None)?;
+            let stamp = Some(Stamp::of(&meta));
+            self.header(
+                EntryType::Link,
+                rel,
+                Some(&first),
+                mode,
+                mtime,
+                0,
+                None,
+                stamp,
+            )?;
             self.files += u64::from(file_type.is_file());
             return Ok(());
         }
@@ -257,16 +298,40 @@ where
                 mtime,
                 0,
                 None,
+                Some(Stamp::of(&meta)),
             )?;
         } else if file_type.is_file() {
             // Opened before the header is written, so a failure leaves no half entry.
             let mut file = File::open(path).map_err(|e| self.read_error(rel, e))?;
             let size = meta.len();
-            self.header(EntryType::Regular, rel, None, mode, mtime, size, None)?;
-            self.copy(&mut file, size, rel)?;
+            let stamp = Stamp::of(&meta);
+            self.header(
+                EntryType::Regular,
+                rel,
+                None,
+                mode,
+                mtime,
+                size,
+                None,
+                Some(stamp),
+            )?;
+            let shown = self.shown(rel);
+            match self.digest.as_deref_mut() {
+                // The digest's workers read it.
+                Some(digest) => digest.file(path.to_path_buf(), shown, stamp)?,
+                None => {
+                    self.copy(&mut file, size, rel)?;
+                    // Sent whole and unchanged since the digest read it.
+                    if let Some(snapshot) = self.plan.snapshot.as_deref() {
+                        let after = file.metadata().map_err(|e| self.read_error(rel, e))?;
+                        snapshot.check(rel, Stamp::of(&after), self.shown(rel))?;
+                    }
+                }
+            }
             self.files += 1;
         } else if file_type.is_fifo() {
-            self.header(EntryType::Fifo, rel, None, mode, mtime, 0, None)?;
+            let stamp = Some(Stamp::of(&meta));
+            self.header(EntryType::Fifo, rel, None, mode, mtime, 0, None, stamp)?;
         } else if file_type.is_char_device() || file_type.is_block_device() {
             let kind = if file_type.is_char_device() {
                 EntryType::Char
@@ -281,6 +346,7 @@ where
                 mtime,
                 0,
                 Some(device_numbers(meta.rdev())),
+                Some(Stamp::of(&meta)),
             )?;
         } else {
             return Ok(());
@@ -309,6 +375,7 @@ where
                 self.now,
                 0,
                 None,
+                None,
             )?;
             self.ancestors[i].1 = true;
         }
@@ -316,8 +383,16 @@ where
     }
 
     /// The entries the CLI adds after the walk: the Dockerfile from outside (or, under
-    /// BuildKit, the excluded one) and a created `.dockerignore`.
+    /// BuildKit, the excluded one) and a created `.dockerignore`. They are build files, not
+    /// context: the digest leaves them out.
     fn append_generated(&mut self) -> Result<(), ContextError> {
+        let digest = self.digest.take();
+        let written = self.append_build_files();
+        self.digest = digest;
+        written
+    }
+
+    fn append_build_files(&mut self) -> Result<(), ContextError> {
         if let Some((name, source)) = &self.plan.generated {
             let shown = source.as_os_str().as_bytes();
             let mut file = File::open(source).map_err(|e| self.read_error(shown, e))?;
@@ -333,6 +408,7 @@ where
                 self.now,
                 size,
                 None,
+                None,
             )?;
             self.copy(&mut file, size, shown)?;
             self.files += 1;
@@ -347,6 +423,7 @@ where
                 self.now,
                 len,
                 None,
+                None,
             )?;
             self.content(content)?;
             self.out.pad(len)?;
@@ -358,7 +435,7 @@ where
     /// File content held in memory (a `.dockerignore` that was rewritten or created).
     fn content(&mut self, content: &[u8]) -> Result<(), ContextError> {
         if let Some(digest) = self.digest.as_deref_mut() {
-            digest.data(content);
+            digest.inline(content);
         }
         self.out.write(content)
     }
@@ -385,9 +462,6 @@ where
                 }
             };
             buf.truncate(start + n);
-            if let Some(digest) = self.digest.as_deref_mut() {
-                digest.data(&buf[start..]);
-            }
             if n == 0 {
                 return Err(ContextError::Changed {
                     path: self.shown(rel),
@@ -402,6 +476,7 @@ where
         self.out.pad(size)
     }
 
+    /// One entry's header; `stamp` when it is on disk (not a build file the CLI adds).
     #[allow(clippy::too_many_arguments)]
     fn header(
         &mut self,
@@ -412,6 +487,7 @@ where
         mtime: u64,
         size: u64,
         device: Option<(u32, u32)>,
+        stamp: Option<Stamp>,
     ) -> Result<(), ContextError> {
         if let Some(digest) = self.digest.as_deref_mut() {
             let kind = match kind {
@@ -423,7 +499,13 @@ where
                 EntryType::Block => Kind::BlockDevice,
                 _ => Kind::File,
             };
-            digest.entry(kind, name, mode, size, link, device);
+            digest.entry(kind, name, mode, size, link, device, stamp);
+        } else if let (Some(snapshot), Some(stamp)) = (self.plan.snapshot.as_deref(), stamp) {
+            snapshot.check(
+                name,
+                stamp,
+                self.shown(name.strip_suffix(b"/").unwrap_or(name)),
+            )?;
         }
         if name.len() > 100 {
             self.long_entry(EntryType::GNULongName, name)?;

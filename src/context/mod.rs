@@ -35,6 +35,7 @@
 mod archive;
 pub mod digest;
 pub mod ignore;
+pub mod snapshot;
 pub mod sync;
 
 use std::fs;
@@ -47,6 +48,7 @@ use futures_util::Stream;
 use tokio::task::JoinHandle;
 
 pub use ignore::{PatternError, Patterns};
+pub use snapshot::Snapshot;
 
 /// Chunks in flight between the walker and the HTTP body (each [`archive::CHUNK_SIZE`]).
 const CHANNEL_CAPACITY: usize = 4;
@@ -131,6 +133,8 @@ pub enum ContextError {
     Read { path: PathBuf, cause: io::Error },
     #[error("`{}` changed size while it was being sent; retry when nothing writes to the context", .path.display())]
     Changed { path: PathBuf },
+    #[error("`{}` changed after the inputs digest read it, so the image's label would not describe it; nothing was built from it: retry when nothing writes to the context", .path.display())]
+    ChangedSinceDigest { path: PathBuf },
     #[error("cannot write the build context: {}", describe(.cause))]
     Write { cause: io::Error },
     #[error("the build context upload stopped before the whole context was sent")]
@@ -152,6 +156,7 @@ impl ContextError {
             ContextError::SyncPattern { .. }
             | ContextError::Read { .. }
             | ContextError::Changed { .. }
+            | ContextError::ChangedSinceDigest { .. }
             | ContextError::Write { .. }
             | ContextError::Cancelled => 1,
         }
@@ -313,9 +318,11 @@ pub fn prepare(spec: &ContextSpec) -> Result<Prepared, ContextError> {
         omit_dockerfile: false,
         dockerignore: ignore_bytes.clone(),
         dockerignore_rewritten: false,
+        dockerignore_original: ignore_bytes.clone(),
         omit_dockerignore: false,
         create_dockerignore: None,
         generated: None,
+        snapshot: None,
     };
     let dockerfile_name = match (spec.builder, inside) {
         (Builder::Classic, true) => relative,
@@ -411,12 +418,19 @@ impl Prepared {
         (body, handle)
     }
 
-    /// The digest of the entries [`Self::stream`] would send (see [`digest`]): one walk that
-    /// reads every file sent, on this thread, writing nothing.
-    pub fn digest(&self) -> Result<String, ContextError> {
-        let mut digest = digest::ContextDigest::default();
-        archive::write(&self.plan, |_| Ok(()), Some(&mut digest))?;
-        Ok(digest.finish())
+    /// The digest of the entries [`Self::stream`] would send (see [`digest`]), less the build
+    /// files the CLI adds (a Dockerfile from outside the context, the line naming it in
+    /// `.dockerignore`): the Dockerfile is an input of its own. One walk that reads every file
+    /// sent, on this thread, writing nothing.
+    pub fn digest(&self) -> Result<(crate::inputs::ContextDigests, Snapshot), ContextError> {
+        digest::record(|recorder| archive::write(&self.plan, |_| Ok(()), Some(recorder)).map(drop))
+    }
+
+    /// The same context, sent only as `snapshot` (a digest of it) saw it: an entry that
+    /// changed since fails the send ([`snapshot`]).
+    pub fn checked_against(mut self, snapshot: std::sync::Arc<Snapshot>) -> Prepared {
+        self.plan.snapshot = Some(snapshot);
+        self
     }
 
     /// Writes the whole tar to `w` on this thread (tests, benchmarks, `--output` of a tar).
@@ -451,6 +465,8 @@ pub struct SyncedContext {
     /// The patterns the Dockerfile frontend will ask to exclude: `<Dockerfile>.dockerignore`
     /// when it exists, else the context's `.dockerignore` (buildkit `dockerui`).
     excludes: Patterns,
+    /// What the inputs digest saw: every entry sent must still be that.
+    pub snapshot: Option<std::sync::Arc<Snapshot>>,
 }
 
 /// Checks the context and the Dockerfile and reads the ignore file the Dockerfile frontend
@@ -493,6 +509,7 @@ pub fn prepare_sync(spec: &ContextSpec) -> Result<SyncedContext, ContextError> {
         dockerfile_dir,
         dockerfile_name,
         excludes,
+        snapshot: None,
     })
 }
 
@@ -500,65 +517,54 @@ impl SyncedContext {
     /// The digest of the context entries the file sync sends when the frontend asks for the
     /// whole context with the ignore file's patterns (see [`digest`]); one walk that reads every
     /// file sent.
-    pub fn digest(&self) -> Result<String, ContextError> {
+    pub fn digest(&self) -> Result<(crate::inputs::ContextDigests, Snapshot), ContextError> {
         let filter = sync::Filter::excluding(self.excludes.clone());
-        let mut digest = digest::ContextDigest::default();
-        let mut buf = vec![0u8; 256 * 1024];
-        sync::walk(
-            &self.root,
-            &filter,
-            &self.leave_out,
-            &self.shown_root,
-            &mut |entry| {
-                use sync::go_mode;
-                let kind = match entry.mode & go_mode::TYPE {
-                    _ if entry.is_hard_link() => digest::Kind::HardLink,
-                    0 => digest::Kind::File,
-                    m if m & go_mode::DIR != 0 => digest::Kind::Dir,
-                    m if m & go_mode::SYMLINK != 0 => digest::Kind::Symlink,
-                    m if m & go_mode::NAMED_PIPE != 0 => digest::Kind::Fifo,
-                    m if m & go_mode::CHAR_DEVICE != 0 => digest::Kind::CharDevice,
-                    _ => digest::Kind::BlockDevice,
-                };
-                let device = (entry.devmajor as u32, entry.devminor as u32);
-                let link = (!entry.linkname.is_empty()).then_some(entry.linkname.as_slice());
-                digest.entry(
-                    kind,
-                    &entry.path,
-                    entry.mode,
-                    entry.size as u64,
-                    link,
-                    Some(device),
-                );
-                if kind == digest::Kind::File
-                    && let Some(source) = &entry.source
-                {
-                    let shown =
-                        shown_in(&self.shown_root, std::ffi::OsStr::from_bytes(&entry.path));
-                    let read_error = |cause| ContextError::Read {
-                        path: shown.clone(),
-                        cause,
+        digest::record(|recorder| {
+            sync::walk(
+                &self.root,
+                &filter,
+                &self.leave_out,
+                &self.shown_root,
+                &mut |entry| {
+                    use sync::go_mode;
+                    let kind = match entry.mode & go_mode::TYPE {
+                        _ if entry.is_hard_link() => digest::Kind::HardLink,
+                        0 => digest::Kind::File,
+                        m if m & go_mode::DIR != 0 => digest::Kind::Dir,
+                        m if m & go_mode::SYMLINK != 0 => digest::Kind::Symlink,
+                        m if m & go_mode::NAMED_PIPE != 0 => digest::Kind::Fifo,
+                        m if m & go_mode::CHAR_DEVICE != 0 => digest::Kind::CharDevice,
+                        _ => digest::Kind::BlockDevice,
                     };
-                    let mut file = fs::File::open(source).map_err(read_error)?;
-                    let mut total = 0u64;
-                    loop {
-                        let n = match io::Read::read(&mut file, &mut buf) {
-                            Ok(0) => break,
-                            Ok(n) => n,
-                            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                            Err(e) => return Err(read_error(e)),
-                        };
-                        total += n as u64;
-                        digest.data(&buf[..n]);
+                    let device = (entry.devmajor as u32, entry.devminor as u32);
+                    let link = (!entry.linkname.is_empty()).then_some(entry.linkname.as_slice());
+                    recorder.entry(
+                        kind,
+                        &entry.path,
+                        entry.mode,
+                        entry.size as u64,
+                        link,
+                        Some(device),
+                        entry.stamp,
+                    );
+                    if kind == digest::Kind::File
+                        && let (Some(source), Some(stamp)) = (&entry.source, entry.stamp)
+                    {
+                        let shown =
+                            shown_in(&self.shown_root, std::ffi::OsStr::from_bytes(&entry.path));
+                        recorder.file(source.clone(), shown, stamp)?;
                     }
-                    if total != entry.size as u64 {
-                        return Err(ContextError::Changed { path: shown });
-                    }
-                }
-                Ok(())
-            },
-        )?;
-        Ok(digest.finish())
+                    Ok(())
+                },
+            )
+        })
+    }
+
+    /// The same context, sent only as `snapshot` (a digest of it) saw it: an entry that
+    /// changed since fails the send ([`snapshot`]).
+    pub fn checked_against(mut self, snapshot: std::sync::Arc<Snapshot>) -> SyncedContext {
+        self.snapshot = Some(snapshot);
+        self
     }
 }
 
@@ -636,6 +642,63 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("--builder classic"), "{text}");
+    }
+
+    #[test]
+    fn what_is_sent_is_what_the_digest_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = dir.path().join("ctx");
+        fs::create_dir_all(ctx.join("lib")).unwrap();
+        fs::write(ctx.join("Dockerfile"), "FROM scratch\nCOPY . /\n").unwrap();
+        fs::write(ctx.join("lib/a.ex"), "one").unwrap();
+        fs::write(ctx.join("mix.lock"), "deps").unwrap();
+        for (round, builder) in [Builder::Classic, Builder::BuildKit]
+            .into_iter()
+            .enumerate()
+        {
+            let spec = ContextSpec {
+                context: ctx.clone(),
+                dockerfile: ctx.join("Dockerfile"),
+                builder,
+                leave_out: Vec::new(),
+            };
+            let prepared = prepare(&spec).unwrap();
+            let (digest, snapshot) = prepared.digest().unwrap();
+            assert_eq!(
+                digest,
+                prepared.digest().unwrap().0,
+                "the same context, the same digest"
+            );
+            assert_eq!(
+                digest.entries.keys().collect::<Vec<_>>(),
+                ["Dockerfile", "lib", "mix.lock"]
+            );
+            let checked = prepared
+                .clone()
+                .checked_against(std::sync::Arc::new(snapshot));
+            checked.clone().write_to(io::sink()).unwrap();
+
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            fs::write(ctx.join("lib/a.ex"), format!("changed {round}")).unwrap();
+            let err = checked.clone().write_to(io::sink()).unwrap_err();
+            assert!(
+                matches!(&err, ContextError::ChangedSinceDigest { path } if path.ends_with("lib/a.ex")),
+                "{err}"
+            );
+            assert_eq!(err.exit_code(), 1);
+            let (after, _) = prepare(&spec).unwrap().digest().unwrap();
+            assert_ne!(after.entries["lib"], digest.entries["lib"]);
+            assert_eq!(after.entries["mix.lock"], digest.entries["mix.lock"]);
+
+            // A file the digest did not see is a change too.
+            let (_, snapshot) = prepared.digest().unwrap();
+            let checked = prepared
+                .clone()
+                .checked_against(std::sync::Arc::new(snapshot));
+            fs::write(ctx.join("new.txt"), "new").unwrap();
+            assert!(checked.write_to(io::sink()).is_err());
+            fs::remove_file(ctx.join("new.txt")).unwrap();
+        }
     }
 
     #[test]

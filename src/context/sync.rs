@@ -31,6 +31,7 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use super::ignore::{MatchInfo, PatternError, Patterns};
+use super::snapshot::Stamp;
 use super::{ContextError, shown_in};
 
 /// The largest header list (HPACK's measure: each header's name and value, plus 32 bytes) a
@@ -81,6 +82,8 @@ pub struct Entry {
     pub devminor: i64,
     /// The file to read when the daemon asks for this entry's content (regular files only).
     pub source: Option<PathBuf>,
+    /// What identifies this version of it ([`super::snapshot`]).
+    pub stamp: Option<Stamp>,
 }
 
 impl Entry {
@@ -318,6 +321,7 @@ impl Walker<'_> {
             devmajor: 0,
             devminor: 0,
             source: None,
+            stamp: Some(Stamp::of(meta)),
         };
         if file_type.is_symlink() {
             let target = fs::read_link(path).map_err(|e| self.read_error(rel, e))?;

@@ -93,9 +93,24 @@ impl Daemon {
     {
         let session = (req.builder == Builder::BuildKit).then(session::new_id);
         let options = build_options(req, session, false);
-        let mut stream =
-            self.streaming
-                .build_image(options, None, Some(bollard::body_try_stream(context)));
+        // `X-Registry-Config`: the push registry's credentials, for that registry alone, so
+        // that the classic builder can pull a base pinned there (`FROM <registry>/...@sha256:`).
+        let credentials = req.credentials.as_ref().map(|c| {
+            HashMap::from([(
+                c.server.clone(),
+                bollard::auth::DockerCredentials {
+                    username: Some(c.username.clone()),
+                    password: Some(c.password.clone()),
+                    serveraddress: Some(c.server.clone()),
+                    ..Default::default()
+                },
+            )])
+        });
+        let mut stream = self.streaming.build_image(
+            options,
+            credentials,
+            Some(bollard::body_try_stream(context)),
+        );
         let mut outcome = Outcome::default();
         while let Some(item) = stream.next().await {
             match item {

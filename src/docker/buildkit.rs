@@ -201,11 +201,13 @@ fn locals(synced: crate::context::SyncedContext) -> HashMap<String, Local> {
         root: synced.dockerfile_dir.clone(),
         shown: synced.dockerfile_dir,
         leave_out: Vec::new(),
+        snapshot: None,
     };
     let context = Local {
         root: synced.root,
         shown: synced.shown_root,
         leave_out: synced.leave_out,
+        snapshot: synced.snapshot,
     };
     HashMap::from([
         ("context".to_owned(), context),

@@ -10,7 +10,7 @@ use super::{
     STREAM_TIMEOUT,
 };
 use crate::error::error_chain;
-use crate::reference::Reference;
+use crate::reference::{Platform, Reference};
 
 impl Daemon {
     /// Connects to `DOCKER_HOST`, or the default socket when it is unset, and negotiates the
@@ -73,6 +73,11 @@ impl Daemon {
     /// The daemon's own platform, `os/arch`.
     pub fn platform(&self) -> &str {
         &self.platform
+    }
+
+    /// The daemon's own platform, as a value: what a build without a platform builds for.
+    pub fn platform_value(&self) -> Platform {
+        Platform::parse(&self.platform).unwrap_or_default()
     }
 
     /// Whether the negotiated Engine API is `version` (`(1, 46)`: Docker 27.0) or newer.

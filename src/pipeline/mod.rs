@@ -14,6 +14,7 @@
 //! first failure stops the run: nothing that anything deploys from moves, and no artifact is
 //! written.
 
+mod bases;
 mod build;
 pub mod list;
 mod prepare;
@@ -134,6 +135,7 @@ fn summary_of(plan: &Plan, units: &[Unit<'_>], done: &[Arc<Done>]) -> Summary {
         .map(|(unit, done)| {
             let mut row = unit.row();
             row.action = Some(done.action);
+            row.not_reused.clone_from(&done.not_reused);
             row.inputs = (!done.inputs.is_empty()).then(|| done.inputs.clone());
             if let Some(found) = &done.reused {
                 row.reused_from = Some(ReusedFrom {
@@ -201,6 +203,8 @@ struct Done {
     reused: Option<reuse::Found>,
     /// What its build here produced.
     built: Option<build::Built>,
+    /// Why it was built rather than reused.
+    not_reused: Option<String>,
     /// The cache stages' local images (built now, or by an earlier `build`), to push.
     cache: Vec<(crate::plan::CacheImage, String)>,
     /// Pushed under its own tag: the digest, and when.
@@ -220,7 +224,7 @@ async fn build_all(plan: &Plan, options: &Options, env: &Env<'_>) -> Result<Summ
     };
     let pushing = options.steps == Steps::Release && !options.dry_run;
     let no_reuse = why_no_reuse(options, env);
-    if let Some(why) = &no_reuse {
+    if let Some((why, _)) = &no_reuse {
         tracing::info!("{why}");
     }
     let units = units(plan);
@@ -228,13 +232,17 @@ async fn build_all(plan: &Plan, options: &Options, env: &Env<'_>) -> Result<Summ
         .iter()
         .map(|_| watch::channel(None::<Arc<Done>>))
         .unzip();
+    let resolver = env
+        .target
+        .map(|target| bases::Resolver::new(env.daemon, Some(&target.credentials)));
     let run = Run {
         options,
         env,
         units: &units,
         receivers: &receivers,
         pushing,
-        reuse: no_reuse.is_none(),
+        no_reuse: no_reuse.as_ref().map(|(_, short)| short.as_str()),
+        resolver: resolver.as_ref(),
     };
     for unit in &units {
         env.view.state(&unit.label(), State::Waiting);
@@ -266,7 +274,7 @@ async fn build_all(plan: &Plan, options: &Options, env: &Env<'_>) -> Result<Summ
     let done: Vec<Arc<Done>> = done_sorted(done).into_iter().map(|(_, d)| d).collect();
 
     let mut summary = summary_of(plan, &units, &done);
-    summary.reuse_skipped = no_reuse;
+    summary.reuse_skipped = no_reuse.map(|(said, _)| said);
     if pushing {
         let target = env
             .target
@@ -314,21 +322,37 @@ fn done_sorted(mut done: Vec<(usize, Arc<Done>)>) -> Vec<(usize, Arc<Done>)> {
     done
 }
 
-/// Why a run will not reuse images, or `None` when it may.
-fn why_no_reuse(options: &Options, env: &Env<'_>) -> Option<String> {
-    if options.dry_run {
-        Some("dry-run: the registry is not asked for images to reuse; every image is built".into())
+/// Why a run will not reuse images, or `None` when it may: said once for the run, and, in
+/// short, for each image built.
+fn why_no_reuse(options: &Options, env: &Env<'_>) -> Option<(String, String)> {
+    let (said, short) = if options.dry_run {
+        (
+            "dry-run: the registry is not asked for images to reuse; every image is built".into(),
+            "dry-run",
+        )
     } else if options.rebuild {
-        Some("--rebuild: every image is built".into())
+        ("--rebuild: every image is built".into(), "--rebuild")
+    } else if options.no_cache {
+        (
+            "--no-cache: every image is built, without the build cache".into(),
+            "--no-cache",
+        )
     } else if options.pull {
-        Some("--pull: every image is built, with its base images pulled again".into())
+        (
+            "--pull: every image is built, with its base images pulled again".into(),
+            "--pull",
+        )
     } else if env.target.is_none() {
-        Some(env.no_target.clone().unwrap_or_else(|| {
-            "no registry to ask for images to reuse; every image is built".into()
-        }))
+        (
+            env.no_target.clone().unwrap_or_else(|| {
+                "no registry to ask for images to reuse; every image is built".into()
+            }),
+            "no registry was asked",
+        )
     } else {
-        None
-    }
+        return None;
+    };
+    Some((said, short.to_owned()))
 }
 
 /// The shared state of one `build_all`.
@@ -338,11 +362,16 @@ struct Run<'a> {
     units: &'a [Unit<'a>],
     receivers: &'a [watch::Receiver<Option<Arc<Done>>>],
     pushing: bool,
-    reuse: bool,
+    /// Why the run reuses nothing, when it does not.
+    no_reuse: Option<&'a str>,
+    /// Resolves the images the Dockerfiles name; `None` when no registry may be asked.
+    resolver: Option<&'a bases::Resolver<'a>>,
 }
 
 /// What a unit needs of one image it depends on.
 struct Dependency {
+    /// Its name in the config.
+    name: String,
     arg: String,
     local_name: String,
     inputs: String,
@@ -358,49 +387,73 @@ impl Run<'_> {
         let view = self.env.view;
         let deps = self.dependencies(unit).await?;
 
-        let context_digest = {
-            let job = Arc::clone(job);
-            tokio::task::spawn_blocking(move || job.context.digest())
+        // What the Dockerfile names, resolved; the builder gets it pinned.
+        let platform = build
+            .platform
+            .clone()
+            .unwrap_or_else(|| self.env.daemon.platform_value());
+        let analysis = self.analyse(image, build, job, &deps, &platform).await;
+        for doubt in &analysis.doubts {
+            tracing::warn!("[{label}] {doubt}; not reused");
+        }
+        let pinned = match &analysis.for_builder {
+            Some(text) => Some(
+                job.context_for(text)
+                    .map_err(|e| image_error(image, e.into()))?,
+            ),
+            None => None,
+        };
+        let context = pinned.as_ref().map_or(&job.context, |(context, _)| context);
+
+        let (context_digest, context) = {
+            let context = context.clone();
+            tokio::task::spawn_blocking(move || context.digest())
                 .await
                 .map_err(|e| Error::Failed(format!("the context walk stopped: {e}")))?
                 .map_err(|e| image_error(image, e.into()))?
         };
-        let dep_inputs: BTreeMap<String, String> = deps
+        let context = &context;
+        let dependency_inputs: Vec<prepare::DependencyInputs> = deps
             .iter()
-            .map(|d| (d.arg.clone(), d.inputs.clone()))
+            .map(|d| prepare::DependencyInputs {
+                name: d.name.clone(),
+                arg: d.arg.clone(),
+                inputs: d.inputs.clone(),
+            })
             .collect();
-        let inputs = prepare::inputs_digest(
+        let parts = prepare::inputs_parts(
             image,
-            build,
             job,
             &context_digest,
+            &analysis,
+            &platform,
             self.options.builder,
-            &dep_inputs,
+            &dependency_inputs,
         );
+        let inputs = parts.digest();
         tracing::debug!("[{label}] inputs {inputs}");
 
         // Tags the reuse check found missing from the registry: no cache comes from them.
         let mut absent: Vec<String> = Vec::new();
-        if let (true, true, Some(target)) = (self.reuse, image.reuse, self.env.target) {
+        let mut not_reused = self.no_reuse.map(str::to_owned);
+        if !image.reuse {
+            not_reused = Some("reuse = false".into());
+        } else if let Some(doubt) = analysis.doubts.first() {
+            not_reused.get_or_insert_with(|| doubt.clone());
+        }
+        if let (None, Some(target)) = (&not_reused, self.env.target) {
             view.state(&label, State::Checking);
             let candidates: Vec<String> = std::iter::once(build.tag.clone())
                 .chain(image.extra_tags.iter().cloned())
                 .collect();
-            let mut log = |tag: &str, miss: reuse::Miss| {
-                view.line(&label, &format!("{}:{tag}: {miss}", image.repository));
-                if miss == reuse::Miss::Absent {
-                    absent.push(tag.to_owned());
-                }
-            };
-            let (found, missing_stages) = tokio::join!(
+            let (outcome, missing_stages) = tokio::join!(
                 reuse::find(
                     &target.registry,
                     &image.repository,
                     &candidates,
-                    build.platform.as_ref(),
-                    &inputs,
+                    &platform,
+                    &parts,
                     self.options.max_age,
-                    &mut log,
                 ),
                 reuse::missing(
                     &target.registry,
@@ -409,8 +462,8 @@ impl Run<'_> {
                 ),
             );
             absent.extend(missing_stages);
-            match found {
-                Ok(Some(found)) => {
+            match outcome {
+                Ok(reuse::Outcome::Found(found)) => {
                     view.line(
                         &label,
                         &format!(
@@ -423,6 +476,7 @@ impl Run<'_> {
                         action: Action::Reused,
                         reused: None,
                         built: None,
+                        not_reused: None,
                         cache: Vec::new(),
                         digest: Some(found.manifest.digest.clone()),
                         push_seconds: None,
@@ -430,18 +484,37 @@ impl Run<'_> {
                     if self.pushing {
                         view.state(&label, State::Pushing);
                         let started = Instant::now();
-                        push::put_tag(&target.registry, image, &build.tag, &found.manifest).await?;
-                        view.line(&label, &format!("tagged {}", build.uri));
+                        let manifest =
+                            push::put_reused(target, image, &build.tag, &found, &job.labels)
+                                .await?;
+                        view.line(
+                            &label,
+                            &format!("tagged {} ({})", build.uri, manifest.digest),
+                        );
+                        done.digest = Some(manifest.digest.clone());
                         done.push_seconds = Some(started.elapsed().as_secs_f64());
+                        done.reused = Some(reuse::Found { manifest, ..found });
+                    } else {
+                        done.reused = Some(found);
                     }
-                    done.reused = Some(found);
                     return Ok(done);
                 }
-                Ok(None) => {}
+                Ok(reuse::Outcome::Missed(misses)) => {
+                    for (tag, miss) in &misses {
+                        view.line(&label, &format!("{}:{tag}: {miss}", image.repository));
+                        if *miss == reuse::Miss::Absent {
+                            absent.push(tag.clone());
+                        }
+                    }
+                    let why = reuse::why_missed(&image.repository, &misses);
+                    view.line(&label, &format!("not reused: {why}"));
+                    not_reused = Some(why);
+                }
                 // `build` builds anyway; `push` and `release` must not push what they cannot
                 // compare.
                 Err(e) if !self.pushing && self.options.steps == Steps::Build => {
                     tracing::warn!("[{label}] {e}; building it");
+                    not_reused = Some(format!("the registry could not be asked ({e})"));
                 }
                 Err(e) => return Err(image_error(image, e.into())),
             }
@@ -451,28 +524,33 @@ impl Run<'_> {
             self.fetch_dependency(image, &label, dep).await?;
         }
         view.state(&label, State::Building);
-        let mut request = self.request(image, build, job, &inputs, &deps, &absent);
+        let mut request = self.request(image, build, job, &parts, &deps, &absent);
         if let Some(target) = self.env.target
             && self.options.builder == Builder::Classic
         {
             let sources = self.cache_sources(image, build, &absent);
             request.cache_from = self.classic_cache(&label, build, &sources, target).await;
         }
+        if analysis.for_builder.is_some() {
+            request.dockerfile = context.dockerfile_name().to_owned();
+        }
         let built = build::build(
             self.env.daemon,
             image,
             &label,
-            &job.context,
+            context,
             &request,
             &build.cache,
             view,
         )
         .await?;
+        drop(pinned);
         let mut done = Done {
             inputs,
             action: Action::Built,
             reused: None,
             built: None,
+            not_reused,
             cache: built.cache.clone(),
             digest: None,
             push_seconds: None,
@@ -498,6 +576,45 @@ impl Run<'_> {
         }
         done.built = Some(built);
         Ok(done)
+    }
+
+    /// What `build`'s Dockerfile names, resolved (when a registry may be asked).
+    async fn analyse(
+        &self,
+        image: &PlannedImage,
+        build: &PlannedBuild,
+        job: &prepare::Job,
+        deps: &[Dependency],
+        platform: &Platform,
+    ) -> bases::Analysis {
+        // The args as the builder gets them: each dependency's local name first, so that an
+        // arg of the config with the same name wins.
+        let mut args: BTreeMap<String, String> = deps
+            .iter()
+            .map(|d| (d.arg.clone(), d.local_name.clone()))
+            .collect();
+        args.extend(
+            job.build_args
+                .iter()
+                .map(|(name, value, _)| (name.clone(), value.clone())),
+        );
+        let dependencies: Vec<(String, String)> = deps
+            .iter()
+            .filter(|d| args.get(&d.arg) == Some(&d.local_name))
+            .map(|d| (d.name.clone(), d.local_name.clone()))
+            .collect();
+        let platform = platform.to_string();
+        let build_platform = self.env.daemon.platform().to_owned();
+        let input = bases::Build {
+            text: &job.dockerfile,
+            build_args: &args,
+            platform: &platform,
+            build_platform: &build_platform,
+            target: image.target.as_deref(),
+            dependencies: &dependencies,
+        };
+        let _ = build;
+        bases::analyse(&input, self.resolver).await
     }
 
     /// Waits for the images `unit` depends on, and says what each brings to its build.
@@ -541,6 +658,7 @@ impl Run<'_> {
                 ));
             };
             deps.push(Dependency {
+                name: name.clone(),
                 arg: crate::plan::dependency_arg(name),
                 local_name: dep.build.local_name().to_owned(),
                 inputs: done.inputs.clone(),
@@ -598,7 +716,7 @@ impl Run<'_> {
         image: &PlannedImage,
         build: &PlannedBuild,
         job: &prepare::Job,
-        inputs: &str,
+        parts: &crate::inputs::Parts,
         deps: &[Dependency],
         absent: &[String],
     ) -> BuildRequest {
@@ -626,7 +744,7 @@ impl Run<'_> {
             Vec::new()
         };
         let mut labels = job.labels.clone();
-        labels.push(prepare::inputs_label(inputs));
+        labels.extend(prepare::inputs_labels(parts));
         // The classic builder's cache (Docker 20.10) matches steps without their platform: after
         // an arm64 build, an amd64 build of the same steps can get the arm64 image. A classic
         // build of another platform than the daemon's, or of a multi-platform image, takes no
@@ -849,12 +967,16 @@ async fn push_built(plan: &Plan, options: &Options, env: &Env<'_>) -> Result<Sum
     .await?;
     let mut sources = Vec::with_capacity(found.len());
     for (unit, source) in units.iter().zip(found) {
-        let manifest = match &source {
-            Source::Reused { digest, .. } => Some(push::fetch(target, unit.image, digest).await?),
+        let reused = match &source {
+            Source::Reused { from, digest } => {
+                Some(push::fetch_found(target, unit.image, from, digest).await?)
+            }
             Source::Local { .. } => None,
         };
-        sources.push((source, manifest));
+        sources.push((source, reused));
     }
+    let labels = prepare::run_labels(&plan.tag.value, env.env);
+    let labels = &labels;
     let view = env.view;
     let done: Vec<(usize, Arc<Done>)> = stream::iter(units.iter().zip(sources))
         .map(|(unit, (source, manifest))| async move {
@@ -878,15 +1000,17 @@ async fn push_built(plan: &Plan, options: &Options, env: &Env<'_>) -> Result<Sum
                             action: Action::Built,
                             reused: None,
                             built: None,
+                            not_reused: None,
                             cache,
                             digest: Some(digest),
                             push_seconds: Some(seconds),
                         })
                     }
-                    (Source::Reused { from, .. }, Some(manifest)) => {
+                    (Source::Reused { .. }, Some(found)) => {
                         let started = Instant::now();
-                        push::put_tag(&target.registry, unit.image, &unit.build.tag, &manifest)
-                            .await?;
+                        let manifest =
+                            push::put_reused(target, unit.image, &unit.build.tag, &found, labels)
+                                .await?;
                         view.line(
                             &label,
                             &format!("tagged {} (reused, {})", unit.build.uri, manifest.digest),
@@ -897,11 +1021,9 @@ async fn push_built(plan: &Plan, options: &Options, env: &Env<'_>) -> Result<Sum
                             cache: Vec::new(),
                             digest: Some(manifest.digest.clone()),
                             push_seconds: Some(started.elapsed().as_secs_f64()),
-                            reused: Some(reuse::Found {
-                                tag: from,
-                                manifest,
-                            }),
+                            reused: Some(reuse::Found { manifest, ..found }),
                             built: None,
+                            not_reused: None,
                         })
                     }
                     (Source::Reused { .. }, None) => Err(Error::Failed(

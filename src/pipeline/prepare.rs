@@ -9,9 +9,12 @@ use std::time::SystemTime;
 use crate::config::Source;
 use crate::context::{self, Builder, ContextSpec, SyncedContext};
 use crate::error::Error;
-use crate::inputs::{self, ArgValue, Inputs};
-use crate::plan::{Plan, PlannedBuild, PlannedImage};
+use crate::inputs::{self, ArgValue, ContextDigests, Inputs, Parts};
+use crate::plan::{Plan, PlannedImage};
+use crate::reference::Platform;
 use crate::secret::Secret;
+
+use super::bases::Analysis;
 
 use super::{Env, Options, image_error};
 
@@ -25,10 +28,12 @@ pub struct Job {
     pub labels: Vec<(String, String)>,
     pub dockerfile: Vec<u8>,
     pub context: Context,
+    /// What the context was prepared from, to prepare it again around another Dockerfile.
+    pub spec: ContextSpec,
 }
 
 /// How the context reaches the daemon.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum Context {
     /// Through the build's BuildKit session.
     Synced(SyncedContext),
@@ -37,12 +42,21 @@ pub enum Context {
 }
 
 impl Context {
-    /// The digest of the entries this context sends; reads every file once (on a blocking
-    /// thread: call from `spawn_blocking`).
-    pub fn digest(&self) -> Result<String, context::ContextError> {
+    /// The digest of the entries this context sends, and the context to build from: the same,
+    /// checked as it is sent against what the digest read. Reads every file once (on a
+    /// blocking thread: call from `spawn_blocking`).
+    pub fn digest(&self) -> Result<(ContextDigests, Context), context::ContextError> {
         match self {
-            Context::Synced(synced) => synced.digest(),
-            Context::Tar(prepared) => prepared.digest(),
+            Context::Synced(synced) => {
+                let (digest, snapshot) = synced.digest()?;
+                let checked = synced.clone().checked_against(snapshot.into());
+                Ok((digest, Context::Synced(checked)))
+            }
+            Context::Tar(prepared) => {
+                let (digest, snapshot) = prepared.digest()?;
+                let checked = prepared.clone().checked_against(snapshot.into());
+                Ok((digest, Context::Tar(checked)))
+            }
         }
     }
 
@@ -52,6 +66,50 @@ impl Context {
             Context::Synced(synced) => &synced.dockerfile_name,
             Context::Tar(prepared) => &prepared.dockerfile_name,
         }
+    }
+}
+
+impl Job {
+    /// The context to build from when the builder reads `dockerfile` rather than the file on
+    /// disk (its images pinned or routed): the file stays as it is, and the text goes to the
+    /// builder through a folder of its own, kept as long as the returned guard. Through the
+    /// session, that folder is the one the Dockerfile frontend syncs the Dockerfile from (with
+    /// `<Dockerfile>.dockerignore`, when there is one, beside it). In a tar, it is a Dockerfile
+    /// from outside the context, as `docker build -f` sends one.
+    pub fn context_for(
+        &self,
+        dockerfile: &str,
+    ) -> Result<(Context, tempfile::TempDir), context::ContextError> {
+        let write = |cause| context::ContextError::Write { cause };
+        let dir = tempfile::Builder::new()
+            .prefix("ecrship-dockerfile.")
+            .tempdir()
+            .map_err(write)?;
+        let name = self
+            .spec
+            .dockerfile
+            .file_name()
+            .map_or_else(|| "Dockerfile".into(), |n| n.to_os_string());
+        let path = dir.path().join(&name);
+        std::fs::write(&path, dockerfile).map_err(write)?;
+        let context = match &self.context {
+            Context::Synced(synced) => {
+                let mut own = name.clone();
+                own.push(".dockerignore");
+                let beside = self.spec.dockerfile.with_file_name(&own);
+                if beside.is_file() {
+                    std::fs::copy(&beside, dir.path().join(&own)).map_err(write)?;
+                }
+                let mut synced = synced.clone();
+                synced.dockerfile_dir = dir.path().to_path_buf();
+                Context::Synced(synced)
+            }
+            Context::Tar(_) => Context::Tar(context::prepare(&ContextSpec {
+                dockerfile: path,
+                ..self.spec.clone()
+            })?),
+        };
+        Ok((context, dir))
     }
 }
 
@@ -92,6 +150,7 @@ pub fn jobs(plan: &Plan, options: &Options, env: &Env<'_>) -> Result<Vec<Job>, E
                 secrets,
                 dockerfile,
                 context,
+                spec,
             })
         })
         .collect()
@@ -107,39 +166,66 @@ fn outputs(root: &Path, plan: &Plan) -> Vec<PathBuf> {
     ]
 }
 
-/// The inputs digest of one build of `image` (see [`crate::inputs`]). `dependency_inputs`
-/// replaces the value of each `<NAME>_IMAGE` arg ecrship sets: a dependency's local name holds
-/// the run's tag, its inputs digest says what it is.
-pub fn inputs_digest(
+/// An image of this config that a build depends on, as its inputs see it.
+#[derive(Debug, Clone)]
+pub struct DependencyInputs {
+    pub name: String,
+    /// The build arg it reaches the build as (`BASE_IMAGE`).
+    pub arg: String,
+    pub inputs: String,
+}
+
+/// The parts of the inputs digest of one build of `image` (see [`crate::inputs`]). A
+/// dependency's `<NAME>_IMAGE` arg counts by the dependency's inputs digest (its local name
+/// holds the run's tag, its digest says what it is), unless the config gives that arg a value of
+/// its own: then that value counts, and the dependency does not.
+pub fn inputs_parts(
     image: &PlannedImage,
-    build: &PlannedBuild,
     job: &Job,
-    context_digest: &str,
+    context: &ContextDigests,
+    analysis: &Analysis,
+    platform: &Platform,
     builder: Builder,
-    dependency_inputs: &BTreeMap<String, String>,
-) -> String {
-    let platform = build.platform.as_ref().map(ToString::to_string);
-    let build_args = job
+    dependencies: &[DependencyInputs],
+) -> Parts {
+    let configured = |arg: &str| job.build_args.iter().any(|(name, _, _)| name == arg);
+    let used: Vec<&DependencyInputs> = dependencies
+        .iter()
+        .filter(|d| !configured(&d.arg))
+        .collect();
+    let mut build_args: Vec<ArgValue<'_>> = job
         .build_args
         .iter()
         .map(|(name, value, secret)| ArgValue {
             name,
-            value: dependency_inputs.get(name).map_or(value, |d| d.as_str()),
+            value,
             secret: *secret,
         })
         .collect();
+    build_args.extend(used.iter().map(|d| ArgValue {
+        name: &d.arg,
+        value: &d.inputs,
+        secret: false,
+    }));
+    let dependencies: BTreeMap<String, String> = used
+        .iter()
+        .map(|d| (d.name.clone(), d.inputs.clone()))
+        .collect();
+    let platform = platform.to_string();
     Inputs {
         repository: &image.repository,
-        dockerfile: &job.dockerfile,
-        context: context_digest,
+        dockerfile: &analysis.canonical,
+        context,
         build_args,
         secret_names: job.secrets.iter().map(|(name, _)| name.as_str()).collect(),
         target: image.target.as_deref(),
-        platform: platform.as_deref(),
+        platform: &platform,
         builder,
         labels: &image.labels,
+        bases: &analysis.bases,
+        dependencies: &dependencies,
     }
-    .digest()
+    .parts()
 }
 
 /// The values of one image's build args or secrets (`kind`), from their sources. An unset
@@ -252,17 +338,29 @@ fn secrets(
         .collect())
 }
 
+/// The labels that say which run made an image: the revision (the tag) and, inside CodeBuild,
+/// the build's ARN. A reused image takes these, and keeps the rest.
+pub fn run_labels(
+    tag: &str,
+    env: &(dyn Fn(&str) -> Option<String> + Sync),
+) -> Vec<(String, String)> {
+    let mut labels = vec![(
+        "org.opencontainers.image.revision".to_owned(),
+        tag.to_owned(),
+    )];
+    if let Some(arn) = env("CODEBUILD_BUILD_ARN").filter(|a| !a.is_empty()) {
+        labels.push(("com.amazonaws.codebuild.build-arn".to_owned(), arn));
+    }
+    labels
+}
+
 /// OCI labels on every image, then the config's own (which may override them).
 fn labels(
     image: &PlannedImage,
     tag: &str,
     env: &(dyn Fn(&str) -> Option<String> + Sync),
 ) -> Vec<(String, String)> {
-    let mut labels = BTreeMap::new();
-    labels.insert(
-        "org.opencontainers.image.revision".to_owned(),
-        tag.to_owned(),
-    );
+    let mut labels: BTreeMap<String, String> = run_labels(tag, env).into_iter().collect();
     // SOURCE_DATE_EPOCH (seconds) gives reproducible builds a fixed creation time.
     let created = env("SOURCE_DATE_EPOCH")
         .and_then(|s| s.trim().parse::<u64>().ok())
@@ -273,9 +371,6 @@ fn labels(
         "org.opencontainers.image.created".to_owned(),
         rfc3339(created),
     );
-    if let Some(arn) = env("CODEBUILD_BUILD_ARN").filter(|a| !a.is_empty()) {
-        labels.insert("com.amazonaws.codebuild.build-arn".to_owned(), arn);
-    }
     labels.extend(image.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
     labels.into_iter().collect()
 }
@@ -301,9 +396,12 @@ pub fn rfc3339(time: SystemTime) -> String {
     format!("{year:04}-{month:02}-{d:02}T{h:02}:{m:02}:{s:02}Z")
 }
 
-/// The label that carries the inputs digest, for a build.
-pub fn inputs_label(digest: &str) -> (String, String) {
-    (inputs::LABEL.to_owned(), digest.to_owned())
+/// The labels that carry the inputs digest and its parts, for a build.
+pub fn inputs_labels(parts: &Parts) -> [(String, String); 2] {
+    [
+        (inputs::LABEL.to_owned(), parts.digest()),
+        (inputs::PARTS_LABEL.to_owned(), parts.to_label()),
+    ]
 }
 
 #[cfg(test)]

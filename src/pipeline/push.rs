@@ -107,6 +107,59 @@ pub async fn put_tag(
     }
 }
 
+/// The image `build` chose to reuse, found under `from` with `digest`: its manifest and config.
+pub async fn fetch_found(
+    target: &Target,
+    image: &PlannedImage,
+    from: &str,
+    digest: &str,
+) -> Result<super::reuse::Found, Error> {
+    let manifest = fetch(target, image, digest).await?;
+    let config = match manifest.body() {
+        Ok(crate::registry::Body::Image { config, .. }) => config,
+        Ok(crate::registry::Body::Index { .. }) => {
+            return Err(image_error(
+                image,
+                Error::Failed(format!(
+                    "{}@{digest} is a manifest list, not the image `ecrship build` chose",
+                    image.repository
+                )),
+            ));
+        }
+        Err(e) => return Err(image_error(image, Error::Failed(e))),
+    };
+    let config = target
+        .registry
+        .config_bytes(&image.repository, &config)
+        .await
+        .map_err(|e| image_error(image, e.into()))?;
+    Ok(super::reuse::Found {
+        tag: from.to_owned(),
+        manifest,
+        config,
+    })
+}
+
+/// Puts a reused image under `tag` with this run's `labels` ([`super::reuse::relabel`]), unless
+/// it was found under `tag` itself (a re-run of the same commit: nothing moves). Returns the
+/// manifest `tag` holds.
+pub async fn put_reused(
+    target: &Target,
+    image: &PlannedImage,
+    tag: &str,
+    found: &super::reuse::Found,
+    labels: &[(String, String)],
+) -> Result<Manifest, Error> {
+    if found.tag == tag {
+        return Ok(found.manifest.clone());
+    }
+    let manifest = super::reuse::relabel(&target.registry, &image.repository, found, labels)
+        .await
+        .map_err(|e| image_error(image, e.into()))?;
+    put_tag(&target.registry, image, tag, &manifest).await?;
+    Ok(manifest)
+}
+
 /// The manifest the registry holds under `digest`, for tagging it again.
 pub async fn fetch(target: &Target, image: &PlannedImage, digest: &str) -> Result<Manifest, Error> {
     match target.registry.manifest(&image.repository, digest).await {

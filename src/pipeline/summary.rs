@@ -63,6 +63,9 @@ pub struct ImageSummary {
     pub action: Option<Action>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reused_from: Option<ReusedFrom>,
+    /// For an image built: why it was not reused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub not_reused: Option<String>,
     /// The inputs digest stored on the image.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub inputs: Option<String>,
@@ -116,6 +119,7 @@ impl ImageSummary {
             uri: uri.to_string(),
             action: None,
             reused_from: None,
+            not_reused: None,
             inputs: None,
             image_id: None,
             size: None,
@@ -196,6 +200,11 @@ impl fmt::Display for Summary {
                 .collect();
             writeln!(f, "{}", line.join("  ").trim_end())?;
         }
+        for image in &self.images {
+            if let Some(why) = &image.not_reused {
+                writeln!(f, "{} built, not reused: {why}", image.shown.0)?;
+            }
+        }
         for image in self.images.iter().filter(|i| !i.would_push.is_empty()) {
             writeln!(
                 f,
@@ -244,6 +253,7 @@ mod tests {
         built.image_id = Some("sha256:0123456789abcdef".into());
         built.size = Some(1_500);
         built.build_seconds = Some(2.0);
+        built.not_reused = Some("app:latest was built from other inputs: the context (lib)".into());
         let mut reused = ImageSummary::new(
             "web",
             None,
@@ -273,8 +283,16 @@ mod tests {
             "app    v2   built               0123456789ab  1.5kB  2.0s"
         );
         assert_eq!(lines[2], "web    v2   reused from latest");
-        assert_eq!(lines[3], "wrote imagedefinitions.json");
+        assert_eq!(
+            lines[3],
+            "app built, not reused: app:latest was built from other inputs: the context (lib)"
+        );
+        assert_eq!(lines[4], "wrote imagedefinitions.json");
         let json = serde_json::to_value(&summary).unwrap();
+        assert_eq!(
+            json["images"][0]["not_reused"],
+            "app:latest was built from other inputs: the context (lib)"
+        );
         assert_eq!(json["images"][1]["action"], "reused");
         assert_eq!(json["images"][1]["reused_from"]["tag"], "latest");
     }

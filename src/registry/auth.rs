@@ -5,6 +5,11 @@
 //! whose realm hands out a token for the same credentials (distribution's `docs/spec/auth/token.md`).
 //! oci-client follows either kind of challenge.
 //!
+//! Registries other than the push registry (a base image's) are asked with the credentials that
+//! Docker's `config.json` holds for them in `auths` (what `docker login` writes; credential
+//! helpers are not run), else anonymously: a public registry's bearer flow hands out a token
+//! for anyone ([`from_docker_config`]).
+//!
 //! The scheme is HTTPS, except for registries on a loopback address, which dockerd itself
 //! treats as insecure registries by default (moby `registry/config.go`: `127.0.0.0/8` and `::1`
 //! are always insecure) and reaches over plain HTTP, as a local test registry is served.
@@ -55,6 +60,82 @@ impl Credentials {
     }
 }
 
+/// The credentials Docker's `config.json` (`$DOCKER_CONFIG/config.json`, else
+/// `~/.docker/config.json`) holds for `host` under `auths`: the base64 `auth` of `user:password`,
+/// or `username` and `password`. Docker Hub's entry is `https://index.docker.io/v1/`. `None`
+/// when there is no file, no entry, or the entry cannot be read. The password is registered as
+/// a secret, so that it never reaches a line ecrship prints.
+pub fn from_docker_config(host: &str) -> Option<Credentials> {
+    let path = match std::env::var_os("DOCKER_CONFIG").filter(|d| !d.is_empty()) {
+        Some(dir) => std::path::PathBuf::from(dir).join("config.json"),
+        None => std::path::PathBuf::from(std::env::var_os("HOME")?).join(".docker/config.json"),
+    };
+    let text = std::fs::read_to_string(path).ok()?;
+    let credentials = credentials_in(&text, host)?;
+    crate::secret::register(&credentials.password);
+    Some(credentials)
+}
+
+/// The `auths` entry of a Docker `config.json` text for `host`.
+fn credentials_in(config: &str, host: &str) -> Option<Credentials> {
+    #[derive(serde::Deserialize)]
+    struct File {
+        #[serde(default)]
+        auths: std::collections::BTreeMap<String, Entry>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Entry {
+        #[serde(default)]
+        auth: Option<String>,
+        #[serde(default)]
+        username: Option<String>,
+        #[serde(default)]
+        password: Option<String>,
+    }
+    use base64::Engine as _;
+    let file: File = serde_json::from_str(config).ok()?;
+    let wanted = registry_key(host);
+    let entry = file
+        .auths
+        .iter()
+        .find(|(key, _)| registry_key(key) == wanted)
+        .map(|(_, entry)| entry)?;
+    let (username, password) = match (&entry.auth, &entry.username, &entry.password) {
+        (Some(auth), _, _) if !auth.is_empty() => {
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(auth.trim())
+                .ok()?;
+            let text = String::from_utf8(decoded).ok()?;
+            let (user, password) = text.split_once(':')?;
+            (user.to_owned(), password.to_owned())
+        }
+        (_, Some(user), Some(password)) => (user.clone(), password.clone()),
+        _ => return None,
+    };
+    Some(Credentials {
+        username,
+        password,
+        server: host.to_owned(),
+    })
+}
+
+/// A registry as `config.json` keys name it, compared: no scheme, no path, lowercase; Docker
+/// Hub's names as one.
+fn registry_key(name: &str) -> String {
+    let name = name.trim();
+    let name = name
+        .strip_prefix("https://")
+        .or_else(|| name.strip_prefix("http://"))
+        .unwrap_or(name);
+    let host = name.split('/').next().unwrap_or(name).to_ascii_lowercase();
+    match host.as_str() {
+        "index.docker.io" | "registry-1.docker.io" | "registry.hub.docker.com" => {
+            "docker.io".to_owned()
+        }
+        _ => host,
+    }
+}
+
 /// Whether `host` (`name[:port]`) is a loopback address, reached over plain HTTP.
 pub fn is_loopback(host: &str) -> bool {
     let name = if let Some(rest) = host.strip_prefix('[') {
@@ -94,6 +175,36 @@ mod tests {
         ] {
             assert!(!is_loopback(host), "{host}");
         }
+    }
+
+    #[test]
+    fn docker_config_credentials_by_host() {
+        let config = r#"{
+            "auths": {
+                "https://index.docker.io/v1/": {"auth": "dXNlcjpodW50ZXIy"},
+                "registry.example:5000": {"username": "bot", "password": "s3cret"},
+                "broken.example": {"auth": "%%%"}
+            },
+            "credsStore": "desktop"
+        }"#;
+        let hub = credentials_in(config, "docker.io").unwrap();
+        assert_eq!(
+            (hub.username.as_str(), hub.password.as_str()),
+            ("user", "hunter2")
+        );
+        assert_eq!(hub.server, "docker.io");
+        let other = credentials_in(config, "registry.example:5000").unwrap();
+        assert_eq!(
+            (other.username.as_str(), other.password.as_str()),
+            ("bot", "s3cret")
+        );
+        assert!(
+            credentials_in(config, "registry.example").is_none(),
+            "the port counts"
+        );
+        assert!(credentials_in(config, "broken.example").is_none());
+        assert!(credentials_in(config, "ghcr.io").is_none());
+        assert!(credentials_in("not json", "docker.io").is_none());
     }
 
     #[test]

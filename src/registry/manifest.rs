@@ -192,11 +192,15 @@ impl ImageConfig {
         }
     }
 
+    /// When the image was created; `None` when it says nothing, or nothing readable.
+    pub fn created(&self) -> Option<SystemTime> {
+        parse_rfc3339(self.created.as_deref()?)
+    }
+
     /// How long ago the image was created, from its `created` time; `None` when it has none
     /// or it cannot be read. A time in the future counts as zero.
     pub fn age(&self, now: SystemTime) -> Option<Duration> {
-        let created = parse_rfc3339(self.created.as_deref()?)?;
-        Some(now.duration_since(created).unwrap_or_default())
+        Some(now.duration_since(self.created()?).unwrap_or_default())
     }
 }
 

@@ -125,6 +125,52 @@ impl Registry {
             .map_err(|message| self.error("GET manifest", repository, reference, message))
     }
 
+    /// The digest of the manifest `repository:reference` names, asked with `HEAD` (the
+    /// `Docker-Content-Digest` header; a `GET` only when the registry does not send it): Docker
+    /// Hub counts a manifest `GET` as a pull against its rate limit, and a `HEAD` not. `None`
+    /// when the repository or the reference does not exist. For a multi-platform image, the
+    /// list's digest.
+    pub async fn digest(
+        &self,
+        repository: &str,
+        reference: &str,
+    ) -> Result<Option<String>, RegistryError> {
+        let image = self.reference(repository, reference);
+        self.retry("HEAD manifest", repository, reference, || async {
+            match self.client.fetch_manifest_digest(&image, &self.auth).await {
+                Ok(digest) => Ok(Some(digest)),
+                Err(e) if is_not_found(&e) => Ok(None),
+                Err(e) => Err(e),
+            }
+        })
+        .await
+    }
+
+    /// Uploads `bytes` as a blob of `repository` (an image config), unless the registry holds
+    /// it already; returns its digest.
+    pub async fn put_blob(
+        &self,
+        repository: &str,
+        bytes: bytes::Bytes,
+    ) -> Result<String, RegistryError> {
+        let digest = manifest::sha256_digest(&bytes);
+        let image = self.reference(repository, &digest);
+        self.client
+            .store_auth_if_needed(image.resolve_registry(), &self.auth)
+            .await;
+        self.retry("PUT blob", repository, &digest, || async {
+            if self.client.blob_exists(&image, &digest).await? {
+                return Ok(());
+            }
+            self.client
+                .push_blob(&image, bytes.clone(), &digest)
+                .await
+                .map(drop)
+        })
+        .await?;
+        Ok(digest)
+    }
+
     /// Puts `manifest` (its exact bytes and media type) under `tag`; the registry then names
     /// the same digest by that tag.
     pub async fn put_manifest(
@@ -157,6 +203,17 @@ impl Registry {
         repository: &str,
         config: &Descriptor,
     ) -> Result<ImageConfig, RegistryError> {
+        let bytes = self.config_bytes(repository, config).await?;
+        ImageConfig::parse(&bytes)
+            .map_err(|message| self.error("GET config", repository, &config.digest, message))
+    }
+
+    /// The bytes of the image config `config` describes, as stored.
+    pub async fn config_bytes(
+        &self,
+        repository: &str,
+        config: &Descriptor,
+    ) -> Result<bytes::Bytes, RegistryError> {
         let fail = |message: String| self.error("GET config", repository, &config.digest, message);
         if config.size > MAX_CONFIG_BYTES {
             return Err(fail(format!(
@@ -180,7 +237,7 @@ impl Registry {
                     .map(|()| out)
             })
             .await?;
-        ImageConfig::parse(&bytes).map_err(fail)
+        Ok(bytes.into())
     }
 
     fn reference(&self, repository: &str, reference: &str) -> Reference {
@@ -279,9 +336,12 @@ fn is_not_found(error: &OciDistributionError) -> bool {
     }
 }
 
-/// Network trouble, 5xx and 429 are worth another attempt; anything the registry refused is not.
+/// Network trouble, 5xx and 429 are worth another attempt; anything the registry refused is
+/// not, and neither is a host name that does not resolve (it will not in the seconds the
+/// retries take; a registry out of reach is then named at once).
 fn is_transient(error: &OciDistributionError) -> bool {
     match error {
+        OciDistributionError::RequestError(e) if is_unresolved_name(e) => false,
         OciDistributionError::RequestError(e) => {
             e.is_connect() || e.is_timeout() || e.is_request() || e.is_body()
         }
@@ -292,6 +352,12 @@ fn is_transient(error: &OciDistributionError) -> bool {
             .any(|e| matches!(e.code, OciErrorCode::Toomanyrequests)),
         _ => false,
     }
+}
+
+/// Whether a request failed because the registry's host name does not resolve.
+fn is_unresolved_name(error: &(dyn std::error::Error + 'static)) -> bool {
+    let chain = error_chain(error).to_ascii_lowercase();
+    chain.contains("dns error") || chain.contains("failed to lookup address")
 }
 
 /// The registry's own words, on one line.

@@ -145,7 +145,7 @@ fn dependents_build_after_their_base_at_the_same_time() {
 }
 
 #[test]
-fn a_changed_base_rebuilds_its_dependents_from_the_pulled_base() {
+fn a_changed_dependent_is_built_from_its_pulled_base() {
     let s = stack();
     let ns = unique_name("graph2");
     let test = project(&ns).moto_env().env("ECRSHIP_REGISTRY", &s.registry);

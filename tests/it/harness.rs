@@ -880,3 +880,115 @@ pub fn docker_api_with(
     stream.set_read_timeout(Some(Duration::from_secs(120)))?;
     http_request(stream, "localhost", method, path, headers, b"")
 }
+
+/// The manifest `repo:reference` names in a registry (user `AWS`), as JSON; panics when absent.
+pub fn registry_manifest(
+    registry: &str,
+    password: &str,
+    repo: &str,
+    reference: &str,
+) -> serde_json::Value {
+    const ACCEPT: &str = "application/vnd.docker.distribution.manifest.v2+json, \
+        application/vnd.docker.distribution.manifest.list.v2+json, \
+        application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json";
+    let auth = basic_auth("AWS", password);
+    let path = format!("/v2/{repo}/manifests/{reference}");
+    let stream = tcp(registry).unwrap_or_else(|e| panic!("connect {registry}: {e}"));
+    let r = http_request(
+        stream,
+        registry,
+        "GET",
+        &path,
+        &[("Authorization", &auth), ("Accept", ACCEPT)],
+        b"",
+    )
+    .unwrap_or_else(|e| panic!("GET {registry}{path}: {e}"));
+    assert_eq!(r.status, 200, "GET {registry}{path}: {}", r.text());
+    serde_json::from_slice(&r.body).unwrap_or_else(|e| panic!("{path}: {e}: {}", r.text()))
+}
+
+/// The image config of the single-platform image `repo:reference` in a registry, as JSON.
+pub fn registry_config(
+    registry: &str,
+    password: &str,
+    repo: &str,
+    reference: &str,
+) -> serde_json::Value {
+    let manifest = registry_manifest(registry, password, repo, reference);
+    let digest = manifest["config"]["digest"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{repo}:{reference} is not one image: {manifest}"));
+    let path = format!("/v2/{repo}/blobs/{digest}");
+    let r = http_get(registry, &path, Some(("AWS", password)))
+        .unwrap_or_else(|e| panic!("GET {registry}{path}: {e}"));
+    // The registry may redirect blob reads to its storage; docker-registry's filesystem
+    // driver answers them itself.
+    assert_eq!(r.status, 200, "GET {registry}{path}: {}", r.text());
+    serde_json::from_slice(&r.body).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// Uploads `bytes` as a blob of `repo` in a registry (user `AWS`); returns its digest.
+pub fn registry_put_blob(registry: &str, password: &str, repo: &str, bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    let digest = format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)));
+    let auth = basic_auth("AWS", password);
+    let start = format!("/v2/{repo}/blobs/uploads/");
+    let r = http_request(
+        tcp(registry).unwrap(),
+        registry,
+        "POST",
+        &start,
+        &[("Authorization", &auth)],
+        b"",
+    )
+    .unwrap_or_else(|e| panic!("POST {registry}{start}: {e}"));
+    assert_eq!(r.status, 202, "POST {registry}{start}: {}", r.text());
+    let location = r.header("location").expect("an upload location").to_owned();
+    let location = location
+        .strip_prefix(&format!("http://{registry}"))
+        .unwrap_or(&location)
+        .to_owned();
+    let separator = if location.contains('?') { '&' } else { '?' };
+    let put = format!("{location}{separator}digest={digest}");
+    let r = http_request(
+        tcp(registry).unwrap(),
+        registry,
+        "PUT",
+        &put,
+        &[
+            ("Authorization", &auth),
+            ("Content-Type", "application/octet-stream"),
+        ],
+        bytes,
+    )
+    .unwrap_or_else(|e| panic!("PUT {registry}{put}: {e}"));
+    assert_eq!(r.status, 201, "PUT {registry}{put}: {}", r.text());
+    digest
+}
+
+/// Puts `manifest` under `repo:tag` in a registry (user `AWS`).
+pub fn registry_put_manifest(
+    registry: &str,
+    password: &str,
+    repo: &str,
+    tag: &str,
+    manifest: &serde_json::Value,
+) {
+    let auth = basic_auth("AWS", password);
+    let media_type = manifest["mediaType"]
+        .as_str()
+        .unwrap_or("application/vnd.oci.image.manifest.v1+json")
+        .to_owned();
+    let path = format!("/v2/{repo}/manifests/{tag}");
+    let body = serde_json::to_vec(manifest).unwrap();
+    let r = http_request(
+        tcp(registry).unwrap(),
+        registry,
+        "PUT",
+        &path,
+        &[("Authorization", &auth), ("Content-Type", &media_type)],
+        &body,
+    )
+    .unwrap_or_else(|e| panic!("PUT {registry}{path}: {e}"));
+    assert_eq!(r.status, 201, "PUT {registry}{path}: {}", r.text());
+}

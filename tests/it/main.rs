@@ -12,4 +12,5 @@ mod reuse;
 mod secrets;
 mod smoke;
 mod source;
+mod trust;
 mod view;

@@ -11,8 +11,8 @@ use std::time::Duration;
 use base64::Engine as _;
 
 use crate::harness::{
-    Output, Test, docker_api, docker_cli, moto_call, registry_digest, registry_tags, stack,
-    unique_name,
+    Output, Test, docker_api, docker_cli, moto_call, registry_config, registry_digest,
+    registry_manifest, registry_tags, stack, unique_name,
 };
 
 /// A project of three images (`app`, `web`, `log`) in repositories of its own, at commit `tag`.
@@ -69,6 +69,58 @@ impl Project {
     fn digest(&self, name: &str, tag: &str) -> Option<String> {
         let s = stack();
         registry_digest(&s.registry, &s.registry_password, &self.repo(name), tag)
+    }
+
+    /// The layers of `name:tag` in the registry.
+    fn layers(&self, name: &str, tag: &str) -> serde_json::Value {
+        let s = stack();
+        registry_manifest(&s.registry, &s.registry_password, &self.repo(name), tag)["layers"]
+            .clone()
+    }
+
+    /// The config of `name:tag` in the registry.
+    fn config(&self, name: &str, tag: &str) -> serde_json::Value {
+        let s = stack();
+        registry_config(&s.registry, &s.registry_password, &self.repo(name), tag)
+    }
+
+    /// `name` under the new commit's tag is the image of `earlier` re-labelled for this commit:
+    /// the same layers, inputs and creation time, this commit's revision, and `latest` moved to
+    /// it.
+    #[track_caller]
+    fn assert_relabelled(&self, name: &str, earlier: &str) {
+        let (old, new) = (self.config(name, earlier), self.config(name, &self.tag()));
+        assert_ne!(
+            self.digest(name, &self.tag()),
+            self.digest(name, earlier),
+            "{name}: a new image"
+        );
+        assert_eq!(
+            self.layers(name, &self.tag()),
+            self.layers(name, earlier),
+            "{name}: its layers"
+        );
+        let label = |config: &serde_json::Value, key: &str| config["config"]["Labels"][key].clone();
+        assert_eq!(
+            label(&new, "org.opencontainers.image.revision"),
+            self.tag().as_str(),
+            "{name}"
+        );
+        assert_eq!(
+            label(&old, "org.opencontainers.image.revision"),
+            earlier,
+            "{name}"
+        );
+        for kept in ["dev.ecrship.inputs", "org.opencontainers.image.created"] {
+            assert_eq!(label(&new, kept), label(&old, kept), "{name}: {kept}");
+        }
+        assert_eq!(new["created"], old["created"], "{name}: created");
+        assert_eq!(new["rootfs"], old["rootfs"], "{name}: rootfs");
+        assert_eq!(
+            self.digest(name, "latest"),
+            self.digest(name, &self.tag()),
+            "{name}"
+        );
     }
 
     /// `ecrship <args> --output json`, which must succeed; the summary's rows by name.
@@ -145,17 +197,23 @@ fn one_changed_source_file_rebuilds_only_its_image() {
     let p = Project::new("");
     p.run(&["release"]);
     let first = p.tag();
-    let before: Vec<Option<String>> = ["web", "log"].iter().map(|n| p.digest(n, &first)).collect();
 
     p.write("app/hello", "changed\n");
     p.commit();
     let (out, second) = p.run(&["release"]);
     assert_eq!(actions(&second), ["built", "reused", "reused"], "{out}");
-    for (name, digest) in ["web", "log"].iter().zip(&before) {
-        assert!(digest.is_some());
-        assert_eq!(&p.digest(name, &p.tag()), digest, "{name} keeps its digest");
+    for name in ["web", "log"] {
+        p.assert_relabelled(name, &first);
         assert_eq!(row(&second, name)["reused_from"]["tag"], "latest");
     }
+    assert_eq!(
+        row(&second, "app")["not_reused"],
+        format!(
+            "{}:latest was built from other inputs: the context (hello)",
+            p.repo("app")
+        ),
+        "{out}"
+    );
     assert_ne!(p.digest("app", &p.tag()), p.digest("app", &first));
     assert_eq!(p.digest("app", "latest"), p.digest("app", &p.tag()));
     // The artifact names every image under the new tag.
@@ -263,7 +321,6 @@ fn build_then_push_retags_a_reused_image_without_building_it() {
     let p = Project::new("");
     p.run(&["release"]);
     let first = p.tag();
-    let web_digest = p.digest("web", &first);
     p.write("app/hello", "changed\n");
     p.commit();
 
@@ -281,8 +338,7 @@ fn build_then_push_retags_a_reused_image_without_building_it() {
     let (out, pushed) = p.run(&["push"]);
     assert_eq!(actions(&pushed), ["built", "reused", "reused"], "{out}");
     assert!(!out.stderr.contains("not built here"), "{out}");
-    assert_eq!(p.digest("web", &p.tag()), web_digest);
-    assert_eq!(p.digest("web", "latest"), web_digest);
+    p.assert_relabelled("web", &first);
     assert!(p.digest("app", &p.tag()).is_some());
     let definitions = p.test.read("imagedefinitions.json");
     assert!(

@@ -455,9 +455,10 @@ fn mask_word(word: &str) -> String {
 /// was recorded with the binary of the last commit before the live view (b18601f; the release
 /// before it printed the same, but for the two lines that reuse added: why the registry is not
 /// asked, and the classic builder's `LABEL dev.ecrship.inputs` step; its last line, `wrote
-/// imagedefinitions.json`, was since dropped from stderr, as the summary on stdout says it,
-/// and its first, the placeholder warning, says its hint once and names a placeholder that
-/// reads as a registry) on
+/// imagedefinitions.json`, was since dropped from stderr, as the summary on stdout says it;
+/// its first, the placeholder warning, says its hint once and names a placeholder that reads
+/// as a registry; and the classic builder's `LABEL dev.ecrship.inputs.parts` step, the inputs
+/// digest's parts, was added) on
 /// Docker Engine 20.10 (the
 /// machine's daemon, which the tests use), by running this very function with
 /// `ECRSHIP_TEST_PLAIN_REFERENCE=<that binary>` and `ECRSHIP_TEST_PLAIN_RECORD=1`; with the first

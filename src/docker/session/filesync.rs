@@ -52,6 +52,9 @@ pub struct Local {
     pub shown: PathBuf,
     /// Paths inside it that are never sent (ecrship's own outputs).
     pub leave_out: Vec<Vec<u8>>,
+    /// What the inputs digest saw of it: every entry sent must still be that
+    /// ([`crate::context::snapshot`]).
+    pub snapshot: Option<Arc<crate::context::Snapshot>>,
 }
 
 /// The folders of one build, and the first error met while sending them.
@@ -174,7 +177,8 @@ impl DiffCopy {
         })?;
 
         let (tx, rx) = mpsc::channel::<Packet>(QUEUE);
-        let ids: Arc<Mutex<HashMap<u32, PathBuf>>> = Arc::default();
+        let ids: Arc<Mutex<HashMap<u32, Requested>>> = Arc::default();
+        let snapshot = local.snapshot.clone();
         tokio::task::spawn_blocking({
             let (tx, ids, files) = (tx.clone(), Arc::clone(&ids), Arc::clone(&self.0));
             move || send_stats(&local, &filter, &tx, &ids, &files)
@@ -184,6 +188,7 @@ impl DiffCopy {
             tx,
             ids,
             Arc::clone(&self.0),
+            snapshot,
         ));
         // The stream ends right after the `FIN` (or an `ERR`), whoever still holds a sender.
         let stream = futures_util::stream::unfold((rx, false), |(mut rx, ended)| async move {
@@ -201,13 +206,22 @@ impl DiffCopy {
     }
 }
 
+/// A file the daemon may ask for: where it is read from, and its path in the folder.
+#[derive(Debug, Clone)]
+struct Requested {
+    source: PathBuf,
+    path: Vec<u8>,
+    shown: PathBuf,
+}
+
 /// Walks the folder and queues one `STAT` per entry, then the end of the walk; registers the
-/// id of every regular file for the daemon's requests.
+/// id of every regular file for the daemon's requests. With a snapshot, an entry that is not
+/// what the inputs digest saw stops the sync.
 fn send_stats(
     local: &Local,
     filter: &Filter,
     tx: &mpsc::Sender<Packet>,
-    ids: &Mutex<HashMap<u32, PathBuf>>,
+    ids: &Mutex<HashMap<u32, Requested>>,
     files: &Files,
 ) {
     let mut next_id: u32 = 0;
@@ -217,14 +231,28 @@ fn send_stats(
         &local.leave_out,
         &local.shown,
         &mut |entry: Entry| {
+            let rel = std::path::Path::new(std::ffi::OsStr::from_bytes(&entry.path));
+            let shown = if local.shown == std::path::Path::new(".") {
+                rel.to_path_buf()
+            } else {
+                local.shown.join(rel)
+            };
+            if let (Some(snapshot), Some(stamp)) = (&local.snapshot, entry.stamp) {
+                snapshot.check(&entry.path, stamp, shown.clone())?;
+            }
             if entry.is_regular() {
                 let source = entry
                     .source
                     .clone()
                     .unwrap_or_else(|| local.root.join(std::ffi::OsStr::from_bytes(&entry.path)));
-                ids.lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .insert(next_id, source);
+                ids.lock().unwrap_or_else(PoisonError::into_inner).insert(
+                    next_id,
+                    Requested {
+                        source,
+                        path: entry.path.clone(),
+                        shown,
+                    },
+                );
             }
             next_id += 1;
             tx.blocking_send(stat_packet(entry))
@@ -247,8 +275,9 @@ fn send_stats(
 async fn answer_requests(
     mut incoming: Streaming<Packet>,
     tx: mpsc::Sender<Packet>,
-    ids: Arc<Mutex<HashMap<u32, PathBuf>>>,
+    ids: Arc<Mutex<HashMap<u32, Requested>>>,
     files: Arc<Files>,
+    snapshot: Option<Arc<crate::context::Snapshot>>,
 ) {
     let workers = Arc::new(Semaphore::new(FILE_WORKERS));
     let mut sending = Vec::new();
@@ -268,7 +297,7 @@ async fn answer_requests(
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
                     .remove(&id);
-                let Some(source) = source else {
+                let Some(requested) = source else {
                     let message = format!("invalid file id {id}");
                     let _ = tx
                         .send(self::packet(PacketType::PacketErr, 0, message.into_bytes()))
@@ -276,11 +305,12 @@ async fn answer_requests(
                     break;
                 };
                 let (tx, files) = (tx.clone(), Arc::clone(&files));
+                let snapshot = snapshot.clone();
                 let Ok(permit) = Arc::clone(&workers).acquire_owned().await else {
                     break;
                 };
                 sending.push(tokio::task::spawn_blocking(move || {
-                    send_file(id, &source, &tx, &files);
+                    send_file(id, &requested, snapshot.as_deref(), &tx, &files);
                     drop(permit);
                 }));
             }
@@ -304,8 +334,16 @@ async fn answer_requests(
     }
 }
 
-/// One file's content as `DATA` packets, then the empty `DATA` that ends it.
-fn send_file(id: u32, source: &std::path::Path, tx: &mpsc::Sender<Packet>, files: &Files) {
+/// One file's content as `DATA` packets, then the empty `DATA` that ends it; with a snapshot,
+/// only when it was read whole and unchanged since the inputs digest read it.
+fn send_file(
+    id: u32,
+    requested: &Requested,
+    snapshot: Option<&crate::context::Snapshot>,
+    tx: &mpsc::Sender<Packet>,
+    files: &Files,
+) {
+    let source = &requested.source;
     let result = (|| {
         let mut file = std::fs::File::open(source)?;
         let expected = file.metadata()?.len();
@@ -330,6 +368,12 @@ fn send_file(id: u32, source: &std::path::Path, tx: &mpsc::Sender<Packet>, files
             return Err(std::io::Error::other(
                 "it changed size while it was being sent; retry when nothing writes to the context",
             ));
+        }
+        if let Some(snapshot) = snapshot {
+            let stamp = crate::context::snapshot::Stamp::of(&file.metadata()?);
+            if let Err(e) = snapshot.check(&requested.path, stamp, requested.shown.clone()) {
+                return Err(std::io::Error::other(e.to_string()));
+            }
         }
         Ok(())
     })();
@@ -452,6 +496,7 @@ mod tests {
             devmajor: 0,
             devminor: 0,
             source: None,
+            stamp: None,
         };
         let p = stat_packet(entry);
         assert_eq!(p.r#type, PacketType::PacketStat as i32);
