@@ -561,7 +561,12 @@ impl Run<'_> {
                 .target
                 .ok_or_else(|| Error::Failed("internal: a push without a registry".into()))?;
             view.state(&label, State::Pushing);
-            let (digest, seconds) = push::push_local(
+            // The cache stages go up beside the image, off the critical path: their tags are
+            // the next run's cache, which nothing deploys from.
+            let cache = futures_util::future::try_join_all(done.cache.iter().map(|(stage, id)| {
+                push::push_cache(self.env.daemon, target, image, &label, id, &stage.uri, view)
+            }));
+            let main = push::push_local(
                 self.env.daemon,
                 target,
                 image,
@@ -569,8 +574,9 @@ impl Run<'_> {
                 &built.image_id,
                 &build.uri,
                 view,
-            )
-            .await?;
+            );
+            let ((digest, seconds), _) = tokio::try_join!(main, cache)?;
+            done.cache.clear();
             done.digest = Some(digest);
             done.push_seconds = Some(seconds);
         }
@@ -1124,8 +1130,9 @@ impl Finished {
 /// 1. each multi-platform image's manifest list, put under its commit tag;
 /// 2. the artifacts, written whole and synced to temporary files beside their destinations
 ///    ([`artifacts::stage`]): a full disk or a read-only folder stops the run here;
-/// 3. the moving tags (`[tag] extra`, `extra_tags`) of every image and list, and the cache
-///    stages' tags, all at once;
+/// 3. the moving tags (`[tag] extra`, `extra_tags`) of every image and list, all at once, and
+///    the cache stages' tags of what `build` left (a `release` pushed its own beside each
+///    image: nothing deploys from them);
 /// 4. the artifacts renamed into place. A tag that fails to move in step 3 removes the
 ///    temporary files, and the old artifacts stay.
 async fn finish(
