@@ -44,7 +44,7 @@ pub struct Global {
     )]
     pub config: Option<PathBuf>,
 
-    /// More logs (-v: info about each step, -vv: debug); ECRSHIP_VERBOSE=1|2
+    /// More logs on stderr (-v: the details of each step, -vv: everything); ECRSHIP_VERBOSE=1|2
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
 
@@ -148,12 +148,12 @@ pub enum Command {
         #[arg(long)]
         source: bool,
         #[command(flatten)]
-        target: SourceTarget,
+        object: SourceObject,
     },
     /// Zip the sources with .git-commit-hash and upload the zip to the versioned S3 bucket that starts the pipeline
     Source {
         #[command(flatten)]
-        target: SourceTarget,
+        object: SourceObject,
         /// Also keep the zip in FILE (a dry-run writes src.zip when not given)
         #[arg(long, value_name = "FILE", env = "ECRSHIP_SOURCE_OUT")]
         out: Option<PathBuf>,
@@ -178,7 +178,7 @@ pub enum Command {
 }
 
 #[derive(Debug, Clone, Args)]
-pub struct SourceTarget {
+pub struct SourceObject {
     /// S3 bucket of the pipeline's source stage, versioning on [default: [source] bucket]
     #[arg(long, value_name = "BUCKET", env = "ECRSHIP_SOURCE_BUCKET")]
     pub bucket: Option<String>,

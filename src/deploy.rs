@@ -410,13 +410,12 @@ pub enum DeployError {
     Artifact(String),
 }
 
-impl DeployError {
-    pub fn exit_code(&self) -> u8 {
+impl crate::exit::Exit for DeployError {
+    fn exit(&self) -> crate::exit::ExitCode {
+        use crate::exit::ExitCode;
         match self {
-            DeployError::Mismatch(_) => crate::error::EXIT_FAILED,
-            DeployError::NotConfigured { .. } | DeployError::Artifact(_) => {
-                crate::error::EXIT_INPUT
-            }
+            DeployError::Mismatch(_) => ExitCode::Failed,
+            DeployError::NotConfigured { .. } | DeployError::Artifact(_) => ExitCode::BadInput,
         }
     }
 }
@@ -689,6 +688,6 @@ mod tests {
             text.contains("`application`") && text.contains("`web` is built for"),
             "{text}"
         );
-        assert_eq!(error.exit_code(), 1);
+        assert_eq!(crate::exit::Exit::exit(&error).code(), 1);
     }
 }

@@ -10,10 +10,7 @@ use crate::registry::RegistryError;
 use crate::source::SourceError;
 use crate::tag::TagError;
 
-/// Exit code for bad usage, config or input.
-pub const EXIT_INPUT: u8 = 2;
-/// Exit code for a build, push or AWS failure.
-pub const EXIT_FAILED: u8 = 1;
+use crate::exit::{Exit, ExitCode};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -41,42 +38,26 @@ pub enum Error {
     Image { image: String, source: Box<Error> },
     #[error("{0}")]
     Failed(String),
-    #[error("interrupted by {name}; builds were cancelled and no artifact was written")]
-    Interrupted { name: &'static str, code: u8 },
+    #[error(transparent)]
+    Halt(#[from] crate::runtime::Halt),
 }
 
-impl Error {
-    pub fn exit_code(&self) -> u8 {
+impl Exit for Error {
+    fn exit(&self) -> ExitCode {
         match self {
-            Error::Usage(_) | Error::Config(_) | Error::Tag(_) => EXIT_INPUT,
-            Error::Context(e) => e.exit_code() as u8,
-            Error::Deploy(e) => e.exit_code(),
-            Error::Image { source, .. } => source.exit_code(),
+            Error::Usage(_) | Error::Config(_) | Error::Tag(_) => ExitCode::BadInput,
+            Error::Context(e) => e.exit(),
+            Error::Deploy(e) => e.exit(),
+            Error::Source(e) => e.exit(),
+            Error::Image { source, .. } => source.exit(),
             Error::Artifact(_)
             | Error::Docker(_)
             | Error::Aws(_)
             | Error::Registry(_)
-            | Error::Failed(_) => EXIT_FAILED,
-            Error::Source(e) => e.exit_code(),
-            Error::Interrupted { code, .. } => *code,
+            | Error::Failed(_) => ExitCode::Failed,
+            Error::Halt(e) => e.exit(),
         }
     }
-}
-
-/// An error and its sources on one line, joined with `: `, skipping a source whose text is
-/// already there (many errors repeat their source in their own message).
-pub fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut out = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        let text = e.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = e.source();
-    }
-    out
 }
 
 impl From<RegistryError> for Error {

@@ -35,6 +35,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
 use crate::context::Builder;
+pub use crate::context::digest::ContextDigests;
 
 /// The label that carries the inputs digest.
 pub const LABEL: &str = "dev.ecrship.inputs";
@@ -54,15 +55,6 @@ pub struct ArgValue<'a> {
     pub name: &'a str,
     pub value: &'a str,
     pub secret: bool,
-}
-
-/// The context's digest: in all, and per top-level entry.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ContextDigests {
-    /// `sha256:...` of every entry sent.
-    pub total: String,
-    /// Each top-level entry's digest (over it and everything under it), by name.
-    pub entries: BTreeMap<String, String>,
 }
 
 /// Everything the digest covers.
@@ -297,7 +289,7 @@ pub fn explain(ours: &Parts, theirs: &Parts) -> Vec<String> {
     let dependency_args: Vec<String> = ours
         .dependencies
         .keys()
-        .map(|name| crate::plan::dependency_arg(name))
+        .map(|name| crate::reference::dependency_arg(name))
         .collect();
     let mut args: Vec<&str> = ours
         .args

@@ -38,9 +38,14 @@ impl Printer {
         };
         Printer {
             output: global.output,
-            color: use_color(global.color, std::io::stderr().is_terminal()),
+            color: crate::view::use_color(global.color, std::io::stderr().is_terminal()),
             level,
         }
+    }
+
+    /// Whether `-v` (or more) was given: the details of each step go to stderr.
+    pub fn verbose(&self) -> bool {
+        self.level >= Level::DEBUG
     }
 
     /// Whether the user asked for JSON results.
@@ -105,17 +110,9 @@ impl Printer {
     }
 }
 
-pub(crate) fn use_color(choice: Color, terminal: bool) -> bool {
-    match choice {
-        Color::Always => true,
-        Color::Never => false,
-        Color::Auto => terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
-    }
-}
-
 /// Prints the error of a run on stderr, once.
 pub fn print_error(error: &Error) {
-    let color = use_color(
+    let color = crate::view::use_color(
         match std::env::var("ECRSHIP_COLOR").as_deref() {
             Ok("always") => Color::Always,
             Ok("never") => Color::Never,
@@ -171,39 +168,5 @@ where
         ctx.field_format()
             .format_fields(Writer::new(&mut line), event)?;
         writeln!(writer, "{}", crate::secret::scrub(&line))
-    }
-}
-
-/// `bytes` in the largest decimal unit (powers of 1000, as Docker counts) that keeps the value
-/// at 1 or more: `(12.3, "MB")`.
-pub fn decimal_units(bytes: u64) -> (f64, &'static str) {
-    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1000.0 && unit < UNITS.len() - 1 {
-        value /= 1000.0;
-        unit += 1;
-    }
-    (value, UNITS[unit])
-}
-
-/// Bytes in decimal units with one decimal, as `docker push` shows them (`12.3MB`).
-pub fn human_bytes(bytes: u64) -> String {
-    match decimal_units(bytes) {
-        (_, "B") => format!("{bytes}B"),
-        (value, unit) => format!("{value:.1}{unit}"),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::human_bytes;
-
-    #[test]
-    fn byte_counts() {
-        assert_eq!(human_bytes(999), "999B");
-        assert_eq!(human_bytes(1_260), "1.3kB");
-        assert_eq!(human_bytes(45_600_000), "45.6MB");
-        assert_eq!(human_bytes(2_000_000_000_000), "2.0TB");
     }
 }

@@ -13,7 +13,7 @@ use crate::tag::Tag;
 
 /// The registry host and how it was chosen.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Registry {
+pub struct RegistryHost {
     pub host: String,
     pub source: RegistrySource,
 }
@@ -49,38 +49,38 @@ impl fmt::Display for RegistrySource {
 /// with it still read as references).
 pub const PLACEHOLDER_REGISTRY: &str = "ACCOUNT-ID.dkr.ecr.REGION.amazonaws.com";
 
-impl Registry {
+impl RegistryHost {
     /// The registry for plan and dry-runs: the flag or `ECRSHIP_REGISTRY`, the config, then
     /// `AWS_ACCOUNT_ID` with `AWS_REGION` (or `AWS_DEFAULT_REGION`), else a placeholder.
     pub fn for_plan(
         flag: Option<&str>,
         config: Option<&str>,
         env: impl Fn(&str) -> Option<String>,
-    ) -> Registry {
+    ) -> RegistryHost {
         let nonempty = |name: &str| {
             env(name)
                 .map(|v| v.trim().to_owned())
                 .filter(|v| !v.is_empty())
         };
         if let Some(host) = flag.filter(|h| !h.is_empty()) {
-            return Registry {
+            return RegistryHost {
                 host: host.to_owned(),
                 source: RegistrySource::Flag,
             };
         }
         if let Some(host) = config {
-            return Registry {
+            return RegistryHost {
                 host: host.to_owned(),
                 source: RegistrySource::Config,
             };
         }
         let region = nonempty("AWS_REGION").or_else(|| nonempty("AWS_DEFAULT_REGION"));
         match (nonempty("AWS_ACCOUNT_ID"), region) {
-            (Some(account), Some(region)) => Registry {
+            (Some(account), Some(region)) => RegistryHost {
                 host: ecr_host(&account, &region),
                 source: RegistrySource::Account,
             },
-            _ => Registry {
+            _ => RegistryHost {
                 host: PLACEHOLDER_REGISTRY.to_owned(),
                 source: RegistrySource::Placeholder,
             },
@@ -202,18 +202,14 @@ impl PlannedBuild {
     }
 }
 
-/// The build arg through which a dependency reaches an image: `base` → `BASE_IMAGE`,
-/// `app-base` → `APP_BASE_IMAGE`.
-pub fn dependency_arg(name: &str) -> String {
-    format!("{}_IMAGE", name.to_ascii_uppercase().replace('-', "_"))
-}
+pub use crate::reference::dependency_arg;
 
 /// Everything a run will do, before it does anything.
 #[derive(Debug, Clone, Serialize)]
 pub struct Plan {
     pub tag: Tag,
     pub extra_tags: Vec<String>,
-    pub registry: Registry,
+    pub registry: RegistryHost,
     pub images: Vec<PlannedImage>,
     pub imagedefinitions: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -231,7 +227,7 @@ impl Plan {
         config: &Config,
         images: &[&Image],
         tag: Tag,
-        registry: Registry,
+        registry: RegistryHost,
         only_platform: Option<&Platform>,
     ) -> Result<Plan, ReferenceError> {
         let extra_tags: Vec<String> = config
@@ -265,7 +261,7 @@ impl Plan {
     }
 
     /// The same plan aimed at another registry (the one ECR reports at push time).
-    pub fn with_registry(&self, registry: Registry) -> Result<Plan, ReferenceError> {
+    pub fn with_registry(&self, registry: RegistryHost) -> Result<Plan, ReferenceError> {
         let host = registry.host.clone();
         let retarget = |uri: &mut Reference| -> Result<(), ReferenceError> {
             *uri = uri.with_registry(&host)?;
@@ -574,14 +570,14 @@ mod tests {
 
     #[test]
     fn registry_resolution_order() {
-        let r = Registry::for_plan(Some("127.0.0.1:5000"), Some("cfg"), env(&[]));
+        let r = RegistryHost::for_plan(Some("127.0.0.1:5000"), Some("cfg"), env(&[]));
         assert_eq!(
             (r.host.as_str(), r.source),
             ("127.0.0.1:5000", RegistrySource::Flag)
         );
-        let r = Registry::for_plan(None, Some("cfg.example"), env(&[("AWS_ACCOUNT_ID", "1")]));
+        let r = RegistryHost::for_plan(None, Some("cfg.example"), env(&[("AWS_ACCOUNT_ID", "1")]));
         assert_eq!(r.source, RegistrySource::Config);
-        let r = Registry::for_plan(
+        let r = RegistryHost::for_plan(
             None,
             None,
             env(&[
@@ -590,7 +586,7 @@ mod tests {
             ]),
         );
         assert_eq!(r.host, "123456789012.dkr.ecr.us-east-1.amazonaws.com");
-        let r = Registry::for_plan(
+        let r = RegistryHost::for_plan(
             None,
             None,
             env(&[
@@ -599,7 +595,7 @@ mod tests {
             ]),
         );
         assert_eq!(r.host, "123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn");
-        let r = Registry::for_plan(None, None, env(&[("AWS_REGION", "us-east-1")]));
+        let r = RegistryHost::for_plan(None, None, env(&[("AWS_REGION", "us-east-1")]));
         assert_eq!(
             (r.host.as_str(), r.source),
             (PLACEHOLDER_REGISTRY, RegistrySource::Placeholder)
@@ -617,7 +613,7 @@ mod tests {
             value: "abc12345".into(),
             source: TagSource::Fallback,
         };
-        let registry = Registry {
+        let registry = RegistryHost {
             host: "r.example".into(),
             source: RegistrySource::Config,
         };
@@ -639,7 +635,7 @@ mod tests {
         );
 
         let moved = plan
-            .with_registry(Registry {
+            .with_registry(RegistryHost {
                 host: "127.0.0.1:5000".into(),
                 source: RegistrySource::Ecr,
             })
@@ -656,7 +652,7 @@ mod tests {
             value: "latest".into(),
             source: TagSource::Fallback,
         };
-        let registry = Registry {
+        let registry = RegistryHost {
             host: "r.example".into(),
             source: RegistrySource::Config,
         };
@@ -677,7 +673,7 @@ mod tests {
             value: "t".into(),
             source: TagSource::Fallback,
         };
-        let registry = Registry {
+        let registry = RegistryHost {
             host: "r.example".into(),
             source: RegistrySource::Config,
         };
@@ -699,7 +695,7 @@ mod tests {
             value: "t1".into(),
             source: TagSource::Fallback,
         };
-        let registry = Registry {
+        let registry = RegistryHost {
             host: "r.example".into(),
             source: RegistrySource::Config,
         };

@@ -290,8 +290,8 @@ fn distinct(items: impl Iterator<Item = String>) -> Vec<String> {
 /// upload's `CreateMultipartUpload`, `UploadPart` and `CompleteMultipartUpload`: Amazon S3 API
 /// Reference, "Multipart upload API and permissions"), and `s3:GetBucketVersioning` on its bucket
 /// for the versioning check. S3 ARNs carry no region and no account.
-pub fn source_policy(target: &crate::source::target::Target, partition: &str) -> Policy {
-    let crate::source::target::Target { bucket, key } = target;
+pub fn source_policy(target: &crate::source::object::Object, partition: &str) -> Policy {
+    let crate::source::object::Object { bucket, key } = target;
     let statement = vec![
         Statement {
             sid: "SourceUpload",
@@ -747,7 +747,7 @@ repository = "team/app"
 
     #[test]
     fn source_policy_names_exactly_the_object_and_its_bucket() {
-        let target = crate::source::target::Target {
+        let target = crate::source::object::Object {
             bucket: "src-bucket".into(),
             key: "app/src.zip".into(),
         };
@@ -777,7 +777,7 @@ repository = "team/app"
             p.notes
         );
 
-        let target = crate::source::target::Target {
+        let target = crate::source::object::Object {
             bucket: "src-bucket".into(),
             key: "src-*.zip".into(),
         };

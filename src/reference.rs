@@ -626,6 +626,12 @@ pub fn registry_violation(host: &str) -> Option<&'static str> {
     registry_host_violation(host)
 }
 
+/// The build arg through which an image of the config that another `depends_on` reaches it:
+/// `base` → `BASE_IMAGE`, `app-base` → `APP_BASE_IMAGE` (the name upper-cased, `-` as `_`).
+pub fn dependency_arg(name: &str) -> String {
+    format!("{}_IMAGE", name.to_ascii_uppercase().replace('-', "_"))
+}
+
 /// A platform as Docker writes it: `os/arch[/variant]` (`linux/amd64`, `linux/arm/v7`), the
 /// `os`, `architecture` and `variant` of an OCI image index's `platform`. Kept as written: no
 /// aliases (`x86_64`, `aarch64`) are resolved.

@@ -62,7 +62,7 @@ where
 {
     // Each error of the chain once, without the `Debug` dump that `DisplayErrorContext` adds
     // (a thousand characters of struct fields and response headers on one line).
-    let cause = crate::error::error_chain(error);
+    let cause = crate::text::error_chain(error);
     let cause = cause.split_whitespace().collect::<Vec<_>>().join(" ");
     let lower = cause.to_ascii_lowercase();
     let hint = if lower.contains("no credentials")

@@ -409,12 +409,12 @@ impl Client {
                     .connector
                     .call(request)
                     .await
-                    .map_err(|e| Unsent::Transport(crate::error::error_chain(&e)))?;
+                    .map_err(|e| Unsent::Transport(crate::text::error_chain(&e)))?;
                 let status = response.status().as_u16();
                 let headers = response.headers().clone();
                 let http: http::Response<SdkBody> = response
                     .try_into_http1x()
-                    .map_err(|e| Unsent::Transport(crate::error::error_chain(&e)))?;
+                    .map_err(|e| Unsent::Transport(crate::text::error_chain(&e)))?;
                 let body = http
                     .into_body()
                     .collect()
@@ -499,7 +499,7 @@ impl Client {
                 provider
                     .provide_credentials()
                     .await
-                    .map_err(|e| failed(crate::error::error_chain(&e), no_credentials))
+                    .map_err(|e| failed(crate::text::error_chain(&e), no_credentials))
             })
             .await?;
         let identity = credentials.clone().into();

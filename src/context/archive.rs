@@ -1069,13 +1069,13 @@ mod tests {
 
         let err = prepare(&spec(ctx.join("missing"), ctx.join("Dockerfile"))).unwrap_err();
         assert!(matches!(err, ContextError::ContextMissing { .. }), "{err}");
-        assert_eq!(err.exit_code(), 2);
+        assert_eq!(crate::exit::Exit::exit(&err).code(), 2);
         let err = prepare(&spec(ctx.join("file"), ctx.join("Dockerfile"))).unwrap_err();
         assert_eq!(
             err.to_string(),
             format!("context `{}` is not a folder", ctx.join("file").display())
         );
-        assert_eq!(err.exit_code(), 2);
+        assert_eq!(crate::exit::Exit::exit(&err).code(), 2);
         let err = prepare(&spec(ctx.to_path_buf(), ctx.join("nope/Dockerfile"))).unwrap_err();
         assert!(
             matches!(err, ContextError::DockerfileMissing { .. }),
@@ -1090,7 +1090,7 @@ mod tests {
             ctx.join(".dockerignore").display()
         );
         assert!(text.starts_with(&want), "{text}");
-        assert_eq!(err.exit_code(), 2);
+        assert_eq!(crate::exit::Exit::exit(&err).code(), 2);
     }
 
     #[test]
@@ -1111,7 +1111,7 @@ mod tests {
             err.to_string(),
             format!("cannot read `{}`: permission denied", shown.display())
         );
-        assert_eq!(err.exit_code(), 1);
+        assert_eq!(crate::exit::Exit::exit(&err).code(), 1);
 
         // Excluded: never opened.
         write(ctx, ".dockerignore", "src\n");

@@ -21,12 +21,20 @@ use sha2::{Digest as _, Sha256};
 
 use super::ContextError;
 use super::snapshot::{Snapshot, Stamp};
-use crate::inputs::ContextDigests;
 
 /// Most file-hashing threads a digest walk starts.
 const MAX_WORKERS: usize = 4;
 /// Read buffer of a hashing thread.
 const BUFFER: usize = 256 * 1024;
+
+/// The context's digest: in all, and per top-level entry.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ContextDigests {
+    /// `sha256:...` of every entry sent.
+    pub total: String,
+    /// Each top-level entry's digest (over it and everything under it), by name.
+    pub entries: BTreeMap<String, String>,
+}
 
 /// The kind of an entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -120,7 +120,7 @@ pub enum ContextError {
     DockerfilePattern { path: PathBuf, cause: PatternError },
     #[error(
         "`{}` is too large for BuildKit's file sync: its {patterns} patterns take {} as request headers, more than the {} a build session takes; shorten it, or build with --builder classic",
-        .file.display(), crate::output::human_bytes(*.bytes as u64), crate::output::human_bytes(u64::from(sync::MAX_HEADER_LIST))
+        .file.display(), crate::text::human_bytes(*.bytes as u64), crate::text::human_bytes(u64::from(sync::MAX_HEADER_LIST))
     )]
     IgnoreTooLarge {
         file: PathBuf,
@@ -141,10 +141,11 @@ pub enum ContextError {
     Cancelled,
 }
 
-impl ContextError {
-    /// 2 for bad input (context, Dockerfile, `.dockerignore` pattern), 1 for failures while
-    /// reading or sending.
-    pub fn exit_code(&self) -> i32 {
+/// Bad input (context, Dockerfile, `.dockerignore` pattern), or a failure while reading or
+/// sending.
+impl crate::exit::Exit for ContextError {
+    fn exit(&self) -> crate::exit::ExitCode {
+        use crate::exit::ExitCode;
         match self {
             ContextError::ContextMissing { .. }
             | ContextError::ContextNotFolder { .. }
@@ -152,13 +153,13 @@ impl ContextError {
             | ContextError::DockerfileNotFile { .. }
             | ContextError::Pattern { .. }
             | ContextError::DockerfilePattern { .. }
-            | ContextError::IgnoreTooLarge { .. } => 2,
+            | ContextError::IgnoreTooLarge { .. } => ExitCode::BadInput,
             ContextError::SyncPattern { .. }
             | ContextError::Read { .. }
             | ContextError::Changed { .. }
             | ContextError::ChangedSinceDigest { .. }
             | ContextError::Write { .. }
-            | ContextError::Cancelled => 1,
+            | ContextError::Cancelled => ExitCode::Failed,
         }
     }
 }
@@ -422,7 +423,7 @@ impl Prepared {
     /// files the CLI adds (a Dockerfile from outside the context, the line naming it in
     /// `.dockerignore`): the Dockerfile is an input of its own. One walk that reads every file
     /// sent, on this thread, writing nothing.
-    pub fn digest(&self) -> Result<(crate::inputs::ContextDigests, Snapshot), ContextError> {
+    pub fn digest(&self) -> Result<(digest::ContextDigests, Snapshot), ContextError> {
         digest::record(|recorder| archive::write(&self.plan, |_| Ok(()), Some(recorder)).map(drop))
     }
 
@@ -517,7 +518,7 @@ impl SyncedContext {
     /// The digest of the context entries the file sync sends when the frontend asks for the
     /// whole context with the ignore file's patterns (see [`digest`]); one walk that reads every
     /// file sent.
-    pub fn digest(&self) -> Result<(crate::inputs::ContextDigests, Snapshot), ContextError> {
+    pub fn digest(&self) -> Result<(digest::ContextDigests, Snapshot), ContextError> {
         let filter = sync::Filter::excluding(self.excludes.clone());
         digest::record(|recorder| {
             sync::walk(
@@ -632,7 +633,7 @@ mod tests {
         let most = sync::MAX_HEADER_LIST as usize / size(1);
         fits_the_session(&file(most), shown).unwrap();
         let err = fits_the_session(&file(most + 1), shown).unwrap_err();
-        assert_eq!(err.exit_code(), 2);
+        assert_eq!(crate::exit::Exit::exit(&err).code(), 2);
         let text = err.to_string();
         assert!(
             text.starts_with(&format!(
@@ -685,7 +686,7 @@ mod tests {
                 matches!(&err, ContextError::ChangedSinceDigest { path } if path.ends_with("lib/a.ex")),
                 "{err}"
             );
-            assert_eq!(err.exit_code(), 1);
+            assert_eq!(crate::exit::Exit::exit(&err).code(), 1);
             let (after, _) = prepare(&spec).unwrap().digest().unwrap();
             assert_ne!(after.entries["lib"], digest.entries["lib"]);
             assert_eq!(after.entries["mix.lock"], digest.entries["mix.lock"]);
@@ -720,7 +721,7 @@ mod tests {
 
     #[test]
     fn error_messages_and_exit_codes() {
-        let cases: Vec<(ContextError, &str, i32)> = vec![
+        let cases: Vec<(ContextError, &str, u8)> = vec![
             (
                 ContextError::ContextNotFolder {
                     path: "dockerfiles/web".into(),
@@ -751,7 +752,7 @@ mod tests {
         ];
         for (err, text, code) in cases {
             assert_eq!(err.to_string(), text);
-            assert_eq!(err.exit_code(), code);
+            assert_eq!(crate::exit::Exit::exit(&err).code(), code);
         }
     }
 }

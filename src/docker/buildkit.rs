@@ -18,7 +18,7 @@ use super::build::{BuildLog, JsonLines, Outcome, build_options, parse_message};
 use super::endpoint::{Endpoint, drive, error_answer};
 use super::session::{self, Files, Local, RegistryLogin, SecretStore};
 use super::{BuildContext, BuildRequest, CALL_TIMEOUT, Daemon, STREAM_TIMEOUT, plural, quoted};
-use crate::error::error_chain;
+use crate::text::error_chain;
 
 impl Daemon {
     /// A BuildKit build with a session of its own: `POST /session` on one connection, then

@@ -9,8 +9,8 @@ use super::{
     CALL_TIMEOUT, CONNECT_TIMEOUT, DEFAULT_HOST, Daemon, DockerError, ImageInfo, MIN_API,
     STREAM_TIMEOUT,
 };
-use crate::error::error_chain;
 use crate::reference::{Platform, Reference};
+use crate::text::error_chain;
 
 impl Daemon {
     /// Connects to `DOCKER_HOST`, or the default socket when it is unset, and negotiates the

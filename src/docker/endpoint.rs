@@ -11,7 +11,7 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::CONNECT_TIMEOUT;
-use crate::error::error_chain;
+use crate::text::error_chain;
 
 /// Where the daemon listens, for the requests made without bollard.
 #[derive(Debug, Clone, PartialEq, Eq)]

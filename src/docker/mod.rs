@@ -76,6 +76,7 @@ use crate::context::Builder;
 pub use crate::context::SyncedContext;
 pub use crate::registry::Credentials;
 use crate::secret::Secret;
+use crate::text::{plural, quoted};
 use endpoint::Endpoint;
 pub use progress::BuildkitProgress;
 pub use push::{is_transient, parse_digest};
@@ -194,16 +195,6 @@ pub enum DockerError {
         if ids.len() == 1 { "s" } else { "" }
     )]
     SecretsNeedBuildKit { ids: Vec<String> },
-}
-
-fn plural(n: usize) -> &'static str {
-    if n == 1 { "" } else { "s" }
-}
-
-/// `a`, `b` and `c` in backquotes, joined by commas.
-fn quoted(items: &[String]) -> String {
-    let quoted: Vec<String> = items.iter().map(|i| format!("`{i}`")).collect();
-    quoted.join(", ")
 }
 
 fn render_tail(tail: &[String]) -> String {

@@ -187,7 +187,7 @@ fn announce(state: &mut VertexState, lines: &mut Vec<String>) {
 
 /// Bytes in decimal units with up to 4 significant digits, as Docker prints them (`2.35kB`).
 fn human_bytes(n: i64) -> String {
-    let (value, unit) = crate::output::decimal_units(n.max(0).unsigned_abs());
+    let (value, unit) = crate::text::decimal_units(n.max(0).unsigned_abs());
     if unit == "B" {
         return format!("{n}B");
     }

@@ -138,7 +138,7 @@ pub async fn manifest(
     root: &std::path::Path,
     plan: &crate::plan::Plan,
     options: &super::Options,
-    target: &super::Target,
+    target: &super::Destination,
 ) -> Result<super::Summary, Error> {
     let registry = &target.registry;
     let found: Vec<(Manifest, bool)> = stream::iter(plan.images.iter())

@@ -41,7 +41,7 @@ use crate::secret::Secret;
 use crate::view::{State, View};
 
 pub use prepare::rfc3339;
-pub use push::Target;
+pub use push::Destination;
 pub use summary::{Action, ImageSummary, ListSummary, ReusedFrom, Summary};
 
 /// Which steps a command runs.
@@ -75,11 +75,11 @@ pub struct Options {
 }
 
 /// What a run reaches, and where it reports.
-pub struct Env<'a> {
+pub struct Resources<'a> {
     pub root: &'a Path,
     pub daemon: &'a Daemon,
     /// The registry, when the run may reach it (never in a dry-run).
-    pub target: Option<&'a Target>,
+    pub target: Option<&'a Destination>,
     /// Why there is no `target` in a run that could have used one (said once).
     pub no_target: Option<String>,
     /// SSM parameters fetched for this run, by name.
@@ -89,7 +89,7 @@ pub struct Env<'a> {
 }
 
 /// Runs `options.steps` for the plan.
-pub async fn run(plan: &Plan, options: &Options, env: &Env<'_>) -> Result<Summary, Error> {
+pub async fn run(plan: &Plan, options: &Options, env: &Resources<'_>) -> Result<Summary, Error> {
     match options.steps {
         Steps::Push => push_built(plan, options, env).await,
         Steps::Build | Steps::Release => build_all(plan, options, env).await,
@@ -213,7 +213,7 @@ struct Done {
 }
 
 /// `build` and `release`: decide, build, and (in `release`) push each image.
-async fn build_all(plan: &Plan, options: &Options, env: &Env<'_>) -> Result<Summary, Error> {
+async fn build_all(plan: &Plan, options: &Options, env: &Resources<'_>) -> Result<Summary, Error> {
     let jobs: Vec<Arc<prepare::Job>> = prepare::jobs(plan, options, env)?
         .into_iter()
         .map(Arc::new)
@@ -324,7 +324,7 @@ fn done_sorted(mut done: Vec<(usize, Arc<Done>)>) -> Vec<(usize, Arc<Done>)> {
 
 /// Why a run will not reuse images, or `None` when it may: said once for the run, and, in
 /// short, for each image built.
-fn why_no_reuse(options: &Options, env: &Env<'_>) -> Option<(String, String)> {
+fn why_no_reuse(options: &Options, env: &Resources<'_>) -> Option<(String, String)> {
     let (said, short) = if options.dry_run {
         (
             "dry-run: the registry is not asked for images to reuse; every image is built".into(),
@@ -358,7 +358,7 @@ fn why_no_reuse(options: &Options, env: &Env<'_>) -> Option<(String, String)> {
 /// The shared state of one `build_all`.
 struct Run<'a> {
     options: &'a Options,
-    env: &'a Env<'a>,
+    env: &'a Resources<'a>,
     units: &'a [Unit<'a>],
     receivers: &'a [watch::Receiver<Option<Arc<Done>>>],
     pushing: bool,
@@ -821,7 +821,7 @@ impl Run<'_> {
         label: &str,
         build: &PlannedBuild,
         cache_from: &[Reference],
-        target: &Target,
+        target: &Destination,
     ) -> Vec<String> {
         let daemon = self.env.daemon;
         let mut sources = Vec::new();
@@ -957,7 +957,7 @@ async fn sources(
 }
 
 /// `push`: push what `build` left here (or retag what it reused), then finish.
-async fn push_built(plan: &Plan, options: &Options, env: &Env<'_>) -> Result<Summary, Error> {
+async fn push_built(plan: &Plan, options: &Options, env: &Resources<'_>) -> Result<Summary, Error> {
     let target = env
         .target
         .ok_or_else(|| Error::Failed("internal: a push without a registry".into()))?;
@@ -1138,8 +1138,8 @@ impl Finished {
 async fn finish(
     plan: &Plan,
     options: &Options,
-    env: &Env<'_>,
-    target: &Target,
+    env: &Resources<'_>,
+    target: &Destination,
     units: &[Unit<'_>],
     done: &[Arc<Done>],
 ) -> Result<Finished, Error> {

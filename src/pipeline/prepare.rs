@@ -16,7 +16,7 @@ use crate::secret::Secret;
 
 use super::bases::Analysis;
 
-use super::{Env, Options, image_error};
+use super::{Options, Resources, image_error};
 
 /// One image, ready to build.
 #[derive(Debug)]
@@ -114,7 +114,7 @@ impl Job {
 }
 
 /// Prepares every image of the plan; the first bad input is the error.
-pub fn jobs(plan: &Plan, options: &Options, env: &Env<'_>) -> Result<Vec<Job>, Error> {
+pub fn jobs(plan: &Plan, options: &Options, env: &Resources<'_>) -> Result<Vec<Job>, Error> {
     let leave_out = outputs(env.root, plan);
     plan.images
         .iter()
@@ -237,7 +237,7 @@ fn resolve_sources(
     kind: &str,
     sources: &BTreeMap<String, Source>,
     options: &Options,
-    env: &Env<'_>,
+    env: &Resources<'_>,
 ) -> Result<Vec<(String, String)>, Error> {
     let bad = |message: String| image_error(image, Error::Usage(message));
     let mut values = Vec::with_capacity(sources.len());
@@ -290,7 +290,7 @@ fn build_args(
     root: &Path,
     image: &PlannedImage,
     options: &Options,
-    env: &Env<'_>,
+    env: &Resources<'_>,
 ) -> Result<Vec<(String, String, bool)>, Error> {
     let args = resolve_sources(root, image, "build arg", &image.build_args, options, env)?;
     let mut out = Vec::with_capacity(args.len());
@@ -319,7 +319,7 @@ fn secrets(
     root: &Path,
     image: &PlannedImage,
     options: &Options,
-    env: &Env<'_>,
+    env: &Resources<'_>,
 ) -> Result<Vec<(String, Secret)>, Error> {
     if !image.secrets.is_empty() && options.builder == Builder::Classic {
         let ids: Vec<&str> = image.secrets.keys().map(String::as_str).collect();

@@ -20,7 +20,7 @@ use super::image_error;
 
 /// The registry a run pushes to, and the credentials it was given.
 #[derive(Debug)]
-pub struct Target {
+pub struct Destination {
     pub registry: Registry,
     pub credentials: Credentials,
     /// ECR, to tell an immutable tag that already holds this very image (a re-run: success)
@@ -32,7 +32,7 @@ pub struct Target {
 /// how long the push took.
 pub async fn push_local(
     daemon: &Daemon,
-    target: &Target,
+    target: &Destination,
     image: &PlannedImage,
     label: &str,
     id: &str,
@@ -59,7 +59,7 @@ pub async fn push_local(
 /// the inner error, for the caller to judge.
 async fn tag_and_push(
     daemon: &Daemon,
-    target: &Target,
+    target: &Destination,
     image: &PlannedImage,
     label: &str,
     id: &str,
@@ -109,7 +109,7 @@ pub async fn put_tag(
 
 /// The image `build` chose to reuse, found under `from` with `digest`: its manifest and config.
 pub async fn fetch_found(
-    target: &Target,
+    target: &Destination,
     image: &PlannedImage,
     from: &str,
     digest: &str,
@@ -144,7 +144,7 @@ pub async fn fetch_found(
 /// it was found under `tag` itself (a re-run of the same commit: nothing moves). Returns the
 /// manifest `tag` holds.
 pub async fn put_reused(
-    target: &Target,
+    target: &Destination,
     image: &PlannedImage,
     tag: &str,
     found: &super::reuse::Found,
@@ -161,7 +161,11 @@ pub async fn put_reused(
 }
 
 /// The manifest the registry holds under `digest`, for tagging it again.
-pub async fn fetch(target: &Target, image: &PlannedImage, digest: &str) -> Result<Manifest, Error> {
+pub async fn fetch(
+    target: &Destination,
+    image: &PlannedImage,
+    digest: &str,
+) -> Result<Manifest, Error> {
     match target.registry.manifest(&image.repository, digest).await {
         Ok(Some(manifest)) => Ok(manifest),
         Ok(None) => Err(image_error(
@@ -178,7 +182,7 @@ pub async fn fetch(target: &Target, image: &PlannedImage, digest: &str) -> Resul
 /// Pushes a cache stage's image; a tag an immutable repository will not move is a warning.
 pub async fn push_cache(
     daemon: &Daemon,
-    target: &Target,
+    target: &Destination,
     image: &PlannedImage,
     label: &str,
     id: &str,
@@ -214,7 +218,7 @@ fn immutable_error(image: &PlannedImage, tag: &str, found: Option<&str>) -> Erro
 /// An immutable tag refused the push: success when it already holds this very image (a re-run
 /// or a retry), else a failure that names the repository and the tag.
 async fn already_there(
-    target: &Target,
+    target: &Destination,
     image: &PlannedImage,
     label: &str,
     tag: &str,

@@ -32,6 +32,7 @@ use crate::inputs::{self, Parts};
 use crate::plan::CacheImage;
 use crate::reference::{Platform as WantedPlatform, Reference};
 use crate::registry::{Body, Manifest, Platform, Registry, RegistryError};
+use crate::text::human_age;
 
 /// How far in the future a `created` time may be (clocks drift) and still count as now.
 pub const CLOCK_SKEW: Duration = Duration::from_secs(5 * 60);
@@ -387,21 +388,6 @@ pub fn stages_alone(cache_from: &mut Vec<Reference>, stages: &[CacheImage]) {
     }
 }
 
-/// `3d 4h`, `5h 2m`, `40s`: an age in its two largest units.
-fn human_age(age: Duration) -> String {
-    if age == Duration::MAX {
-        return "an unknown time".into();
-    }
-    let secs = age.as_secs();
-    let (d, h, m) = (secs / 86_400, secs % 86_400 / 3600, secs % 3600 / 60);
-    match (d, h, m) {
-        (0, 0, 0) => format!("{secs}s"),
-        (0, 0, m) => format!("{m}m"),
-        (0, h, m) => format!("{h}h {m}m"),
-        (d, h, _) => format!("{d}d {h}h"),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -441,8 +427,6 @@ mod tests {
             Miss::TooOld(Duration::from_secs(8 * 86_400 + 3 * 3600)).to_string(),
             "built 8d 3h ago, older than reuse_max_age"
         );
-        assert_eq!(human_age(Duration::from_secs(42)), "42s");
-        assert_eq!(human_age(Duration::from_secs(3 * 3600 + 120)), "3h 2m");
         assert_eq!(
             Miss::OtherInputs(Vec::new()).to_string(),
             "built from other inputs"

@@ -90,7 +90,7 @@ pub fn load(root: &Path, tag: &str, registry: Option<&str>) -> Result<Record, Er
         Err(e) if e.kind() == std::io::ErrorKind::IsADirectory || path.is_dir() => {
             return Err(unusable("it is a folder".into()));
         }
-        Err(e) => return Err(unusable(crate::error::error_chain(&e))),
+        Err(e) => return Err(unusable(crate::text::error_chain(&e))),
     };
     let text = String::from_utf8(bytes).map_err(|_| unusable("it is not UTF-8".into()))?;
     let state: State = serde_json::from_str(&text).map_err(|e| unusable(e.to_string()))?;

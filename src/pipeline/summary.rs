@@ -4,10 +4,10 @@ use std::fmt;
 
 use serde::Serialize;
 
-use crate::output::human_bytes;
 use crate::plan::PlannedImage;
 use crate::reference::{Platform, Reference};
 use crate::registry::Manifest;
+use crate::text::human_bytes;
 
 /// The result of a run, printed at the end.
 #[derive(Debug, Default, Serialize)]

@@ -25,7 +25,7 @@ use oci_client::{Client, Reference};
 pub use auth::Credentials;
 pub use manifest::{Body, Descriptor, ImageConfig, Manifest, Platform};
 
-use crate::error::error_chain;
+use crate::text::error_chain;
 
 /// Every registry call is small (a manifest, a config, a HEAD): an attempt that takes longer
 /// than this is a registry that stopped answering, and ends as a transient failure. With

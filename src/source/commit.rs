@@ -149,7 +149,7 @@ mod tests {
                 msg.contains(&format!("`{bad}`")) && msg.contains("CI_COMMIT_SHA"),
                 "{msg}"
             );
-            assert_eq!(err.exit_code(), 2);
+            assert_eq!(crate::exit::Exit::exit(&err).code(), 2);
         }
     }
 

@@ -1,7 +1,7 @@
 //! What can go wrong on the source side, and the exit code of each.
 
 use crate::aws::AwsError;
-use crate::error::{EXIT_FAILED, EXIT_INPUT};
+use crate::exit::{Exit, ExitCode};
 
 /// A failure of `ecrship source`: the value, where it came from, and what to do.
 #[derive(Debug, thiserror::Error)]
@@ -44,7 +44,7 @@ pub enum SourceError {
     },
     /// The bucket or the key is missing or breaks S3's rules.
     #[error("{0}")]
-    Target(String),
+    Object(String),
     /// The tag file name cannot be used as the zip's commit file.
     #[error("{0}")]
     TagFile(String),
@@ -71,25 +71,28 @@ pub enum SourceError {
     NoVersion { bucket: String, key: String },
     #[error(transparent)]
     Aws(#[from] AwsError),
+    #[error(transparent)]
+    Halt(#[from] crate::runtime::Halt),
 }
 
-impl SourceError {
-    /// 2 for bad input (a path, a name, a value), 1 when the work failed.
-    pub fn exit_code(&self) -> u8 {
+/// Bad input (a path, a name, a value), or the work failed.
+impl Exit for SourceError {
+    fn exit(&self) -> ExitCode {
         match self {
             SourceError::Git { .. }
             | SourceError::Commit { .. }
             | SourceError::Unmerged { .. }
             | SourceError::NotUtf8 { .. }
             | SourceError::Listed { .. }
-            | SourceError::Target(_)
-            | SourceError::TagFile(_) => EXIT_INPUT,
+            | SourceError::Object(_)
+            | SourceError::TagFile(_) => ExitCode::BadInput,
             SourceError::NoGit { .. }
             | SourceError::Read { .. }
             | SourceError::Write { .. }
             | SourceError::VersioningOff { .. }
             | SourceError::NoVersion { .. }
-            | SourceError::Aws(_) => EXIT_FAILED,
+            | SourceError::Aws(_) => ExitCode::Failed,
+            SourceError::Halt(e) => e.exit(),
         }
     }
 }

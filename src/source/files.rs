@@ -192,7 +192,7 @@ mod tests {
         let out = format!("100644 {oid} 1\tlib/a.ex\x00100644 {oid} 2\tlib/a.ex\x00");
         let err = parse_index(out.as_bytes()).unwrap_err();
         assert!(err.to_string().contains("`lib/a.ex`"), "{err}");
-        assert_eq!(err.exit_code(), 2);
+        assert_eq!(crate::exit::Exit::exit(&err).code(), 2);
         let mut out = format!("100644 {oid} 0\t").into_bytes();
         out.extend_from_slice(b"caf\xe9.txt\x00");
         let err = parse_index(&out).unwrap_err();
@@ -295,7 +295,7 @@ mod tests {
             let include = located(&["lib", missing]);
             let err = select(all.clone(), Some(&include), &[], &origin, &on_disk).unwrap_err();
             assert!(err.to_string().starts_with(want), "{err}");
-            assert_eq!(err.exit_code(), 2);
+            assert_eq!(crate::exit::Exit::exit(&err).code(), 2);
         }
     }
 

@@ -129,7 +129,7 @@ mod tests {
         // A folder under / that is no repository (the temp dir's parents are none either).
         let err = head(dir.path()).unwrap_err();
         let msg = err.to_string();
-        assert_eq!(err.exit_code(), 2, "{msg}");
+        assert_eq!(crate::exit::Exit::exit(&err).code(), 2, "{msg}");
         assert!(msg.contains("not a git repository"), "{msg}");
     }
 }

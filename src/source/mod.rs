@@ -2,7 +2,7 @@
 //! commit file that the build side reads its tag from, and puts the zip in the versioned S3
 //! bucket whose changes start CodePipeline.
 //!
-//! The pieces, in the order [`run`] uses them: [`target`] settles the bucket and the key (flag,
+//! The pieces, in the order [`run`] uses them: [`object`] settles the bucket and the key (flag,
 //! environment, `[source]`) before any work; [`git`] asks git for HEAD and the index;
 //! [`commit`] picks the commit (`CI_COMMIT_SHA`, `GITHUB_SHA` or HEAD), cuts it to `[tag]
 //! length` and gives the zip its one timestamp; [`files`] narrows the index to `[source]
@@ -16,8 +16,8 @@ pub mod commit;
 mod error;
 pub mod files;
 pub mod git;
+pub mod object;
 mod report;
-pub mod target;
 pub mod zip;
 
 use std::path::{Path, PathBuf};
@@ -46,20 +46,19 @@ pub fn run(
     config: &Config,
     request: &Request<'_>,
     env: &dyn Fn(&str) -> Option<String>,
-) -> Result<Report, crate::Error> {
-    let (bucket, key) = target::resolve(request.bucket, request.key, &config.source, env)?;
-    let target = if request.dry_run {
+) -> Result<Report, SourceError> {
+    let (bucket, key) = object::resolve(request.bucket, request.key, &config.source, env)?;
+    let object = if request.dry_run {
         None
     } else {
-        Some(target::require(bucket, key, &config.origin)?)
+        Some(object::require(bucket, key, &config.origin)?)
     };
     let tag_file = &config.tag.file;
     if tag_file.is_empty() {
         return Err(SourceError::TagFile(format!(
             "{}: [tag] file is empty, so the zip would carry no commit and every image would be tagged `{}`; set [tag] file (default `.git-commit-hash`)",
             config.origin, config.tag.fallback
-        ))
-        .into());
+        )));
     }
 
     let head = git::head(root)?;
@@ -103,15 +102,15 @@ pub fn run(
         .map(Path::to_path_buf)
         .or_else(|| request.dry_run.then(|| PathBuf::from(DEFAULT_OUT)));
     let make = || make_zip(root, &members, &commit, out.as_deref());
-    let (zip, upload) = match target {
+    let (zip, upload) = match object {
         None => (make()?, None),
         // The bucket is checked before the zip is made: a bucket that cannot take it fails at once.
-        Some(target) => crate::block_on(async {
+        Some(object) => crate::runtime::block_on(async {
             let client = s3::client(&crate::aws::load().await.map_err(SourceError::from)?);
-            let checked = check_versioning(&client, &target.bucket).await?;
+            let checked = check_versioning(&client, &object.bucket).await?;
             let zip = tokio::task::block_in_place(make)?;
-            let upload = upload(&client, &target, &zip, checked).await?;
-            Ok::<_, crate::Error>((zip, Some(upload)))
+            let upload = upload(&client, &object, &zip, checked).await?;
+            Ok::<_, SourceError>((zip, Some(upload)))
         })?,
     };
     Ok(Report {
@@ -275,11 +274,11 @@ async fn check_versioning(client: &s3::Client, bucket: &str) -> Result<bool, Sou
 /// Uploads the zip; an object without a version id means the bucket is not versioned.
 async fn upload(
     client: &s3::Client,
-    target: &target::Target,
+    object: &object::Object,
     zip: &Made,
     versioning_checked: bool,
 ) -> Result<Upload, SourceError> {
-    let target::Target { bucket, key } = target;
+    let object::Object { bucket, key } = object;
     let uploaded = s3::upload(client, bucket, key, zip.kept.path(), zip.size).await?;
     let Some(version_id) = uploaded.version_id else {
         return Err(SourceError::NoVersion {

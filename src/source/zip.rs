@@ -567,6 +567,6 @@ mod tests {
         let out = tempfile::tempfile().unwrap();
         let err = write(dir.path(), &members, DateTime::default(), out, "x.zip").unwrap_err();
         assert!(err.to_string().starts_with("cannot read `sub`"), "{err}");
-        assert_eq!(err.exit_code(), 1);
+        assert_eq!(crate::exit::Exit::exit(&err).code(), 1);
     }
 }

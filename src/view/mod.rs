@@ -108,8 +108,17 @@ pub fn choose<'a>(
         }
     };
     if live {
-        Box::new(Tty::new(images, crate::output::use_color(color, terminal)))
+        Box::new(Tty::new(images, use_color(color, terminal)))
     } else {
         Box::new(Plain)
+    }
+}
+
+/// Whether to colour stderr: `--color`, or on a terminal unless `NO_COLOR` is set.
+pub fn use_color(choice: Color, terminal: bool) -> bool {
+    match choice {
+        Color::Always => true,
+        Color::Never => false,
+        Color::Auto => terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
     }
 }

@@ -22,7 +22,7 @@ use tracing_subscriber::fmt::MakeWriter;
 
 use super::step::{Step, StepTracker};
 use super::{State, View};
-use crate::output::human_bytes;
+use crate::text::human_bytes;
 
 /// How many of an image's last log lines are kept, to be printed if it fails.
 pub const TAIL_LINES: usize = 100;

@@ -12,7 +12,7 @@ pub const KEY_ENV: &str = "ECRSHIP_SOURCE_KEY";
 
 /// The object the zip is put to.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Target {
+pub struct Object {
     pub bucket: String,
     pub key: String,
 }
@@ -43,7 +43,7 @@ pub fn resolve(
                 } else {
                     format!("`{flag_name}`")
                 };
-                Err(SourceError::Target(format!(
+                Err(SourceError::Object(format!(
                     "{} `{value}` from {origin} {reason}",
                     &flag_name[2..]
                 )))
@@ -62,9 +62,9 @@ pub fn require(
     bucket: Option<String>,
     key: Option<String>,
     origin: &Origin,
-) -> Result<Target, SourceError> {
+) -> Result<Object, SourceError> {
     let missing = |what: &str, flag: &str, var: &str| {
-        SourceError::Target(format!(
+        SourceError::Object(format!(
             "no {what}: give `{flag}`, set {var}, or set `[source] {what}` in {}",
             match origin {
                 Origin::File(_) => origin.to_string(),
@@ -74,7 +74,7 @@ pub fn require(
     };
     let bucket = bucket.ok_or_else(|| missing("bucket", "--bucket", BUCKET_ENV))?;
     let key = key.ok_or_else(|| missing("key", "--key", KEY_ENV))?;
-    Ok(Target { bucket, key })
+    Ok(Object { bucket, key })
 }
 
 #[cfg(test)]
@@ -115,7 +115,7 @@ mod tests {
                 .starts_with("bucket `Bad_Bucket` from `--bucket` is not a bucket name"),
             "{err}"
         );
-        assert_eq!(err.exit_code(), 2);
+        assert_eq!(crate::exit::Exit::exit(&err).code(), 2);
         let err = resolve(None, Some("dir/"), &c, env(&[(KEY_ENV, "dir/")])).unwrap_err();
         assert!(
             err.to_string()
@@ -132,11 +132,11 @@ mod tests {
             msg.contains("no key") && msg.contains("--key") && msg.contains(KEY_ENV),
             "{msg}"
         );
-        assert_eq!(err.exit_code(), 2);
+        assert_eq!(crate::exit::Exit::exit(&err).code(), 2);
         let t = require(Some("b-1".into()), Some("k".into()), &Origin::Embedded).unwrap();
         assert_eq!(
             t,
-            Target {
+            Object {
                 bucket: "b-1".into(),
                 key: "k".into()
             }

@@ -1,61 +1,21 @@
-//! Runs the deploy check of `deploy.rs` where it is needed: before `push`/`release` build or push
-//! anything ([`before_push`]), and alone against written artifacts (`ecrship verify`, [`verify`]).
-//! The facts come from ECS (`aws::ecs`), the images from the plan or the artifact files.
+//! `ecrship verify`: the deploy check of [`crate::deploy`] alone, against the artifacts already
+//! written at the `[artifacts]` path. The facts come from ECS ([`crate::aws::ecs`]), the images'
+//! platforms from the config; an entry the config does not describe is checked by name.
 
 use std::path::Path;
 
-use aws_config::SdkConfig;
 use serde::Deserialize;
 
-use crate::Error;
+use crate::cli::Global;
 use crate::config::Config;
 use crate::deploy::{self, Candidate, DeployError, VerifyReport};
-use crate::plan::Plan;
-
-/// With `[deploy]`, checks that the planned images fit the ECS service; a mismatch is an error
-/// (exit 1) before anything is built, pushed or written. Without `[deploy]`, does nothing.
-pub async fn before_push(aws: &SdkConfig, config: &Config, plan: &Plan) -> Result<(), Error> {
-    let Some(target) = &config.deploy else {
-        return Ok(());
-    };
-    let deployed = crate::aws::ecs::deployed(aws, target).await?;
-    let images: Vec<Candidate> = plan
-        .deployed()
-        .map(|image| Candidate {
-            name: image.name.clone(),
-            platforms: Some(deploy::platforms_of(
-                image.platform.as_ref(),
-                &image.platforms,
-            )),
-        })
-        .collect();
-    // imageDetail.json is written only when its image is among those pushed.
-    let image_detail = plan
-        .image_detail
-        .as_deref()
-        .filter(|name| plan.deployed().any(|i| i.name == *name));
-    let outcome = deploy::check(&deployed, &images, image_detail);
-    for note in &outcome.notes {
-        tracing::warn!("{note}");
-    }
-    if !outcome.findings.is_empty() {
-        return Err(DeployError::Mismatch(outcome.findings).into());
-    }
-    let names: Vec<&str> = images.iter().map(|i| i.name.as_str()).collect();
-    tracing::info!(
-        "deploy preflight: {} fit task definition `{}` ({}) of service `{}` in cluster `{}`",
-        names.join(", "),
-        deployed.task_definition.label(),
-        deployed.task_definition.architecture(),
-        deployed.service,
-        deployed.cluster
-    );
-    Ok(())
-}
+use crate::error::Error;
 
 /// `ecrship verify`: the written `imagedefinitions.json` (and `imageDetail.json` when configured)
 /// against the ECS service of `[deploy]`.
-pub fn verify(root: &Path, config: &Config) -> Result<VerifyReport, Error> {
+pub fn run(global: &Global) -> Result<VerifyReport, Error> {
+    let root = global.directory.as_path();
+    let config = &Config::load(root, global.config.as_deref())?;
     let target = config
         .deploy
         .as_ref()
@@ -84,9 +44,9 @@ pub fn verify(root: &Path, config: &Config) -> Result<VerifyReport, Error> {
         })
         .collect();
 
-    let deployed = crate::block_on(async {
+    let deployed = crate::runtime::block_on(async {
         let aws = crate::aws::load().await?;
-        Ok(crate::aws::ecs::deployed(&aws, target).await?)
+        Ok::<_, Error>(crate::aws::ecs::deployed(&aws, target).await?)
     })?;
     let mut findings = deploy::check_file(file, bytes, entries.len());
     let outcome = deploy::check(&deployed, &images, image_detail);
@@ -123,7 +83,7 @@ fn read_image_definitions(
         DeployError::Artifact(format!(
             "cannot read `{file}` ([artifacts] imagedefinitions of {}): {}; `ecrship push` writes it",
             config.origin,
-            crate::error::error_chain(&e)
+            crate::text::error_chain(&e)
         ))
     })?;
     let entries = serde_json::from_str(&text).map_err(|e| {
@@ -138,7 +98,7 @@ fn read_image_detail(path: &Path, file: &str) -> Result<(), DeployError> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         DeployError::Artifact(format!(
             "cannot read `{file}` (written for [artifacts] image_detail): {}",
-            crate::error::error_chain(&e)
+            crate::text::error_chain(&e)
         ))
     })?;
     serde_json::from_str::<ImageDetail>(&text).map_err(|e| {

@@ -1,6 +1,8 @@
-//! The commands that reach the outside: `build`, `push`, `release` and `manifest`. Each loads
-//! the plan, connects what it needs (the daemon, AWS, ECR's login, the registry) and hands them
-//! to the pipeline; what may be refused is refused before anything is built or pushed.
+//! `ecrship build`, `push` and `release`: the steps of a run. Each loads the plan, connects
+//! what it needs (the daemon, AWS, ECR's login, the registry) and hands them to the pipeline;
+//! what may be refused (a failed build phase, an artifact folder that cannot take the files,
+//! the deploy preflight, a missing SSM parameter) is refused before anything is built or
+//! pushed.
 
 use std::collections::BTreeMap;
 
@@ -8,11 +10,75 @@ use crate::cli::{self, Global};
 use crate::config::{self, Config};
 use crate::docker::{self, Daemon};
 use crate::error::Error;
-use crate::pipeline::{self, Env, Options, Steps, Summary, Target};
-use crate::plan::{self, Plan, Registry as PlanRegistry, RegistrySource};
+use crate::pipeline::{self, Destination, Options, Resources, Steps, Summary};
+use crate::plan::{self, Plan, RegistryHost, RegistrySource};
 use crate::registry::Registry;
 use crate::view::View;
-use crate::{artifacts, aws, load_plan, preflight};
+use crate::{artifacts, aws};
+
+use super::{load_plan, preflight};
+
+/// `ecrship build`.
+pub fn build(
+    global: &Global,
+    images: &[String],
+    build: &cli::BuildFlags,
+    dry_run: bool,
+) -> Result<Summary, Error> {
+    let request = Request {
+        steps: Steps::Build,
+        build: Some(build),
+        push: None,
+        dry_run,
+    };
+    run(global, images, &request)
+}
+
+/// `ecrship push`.
+pub fn push(
+    global: &Global,
+    images: &[String],
+    push: &cli::PushFlags,
+    dry_run: bool,
+) -> Result<Summary, Error> {
+    let request = Request {
+        steps: Steps::Push,
+        build: None,
+        push: Some(push),
+        dry_run,
+    };
+    run(global, images, &request)
+}
+
+/// `ecrship release`.
+pub fn release(
+    global: &Global,
+    images: &[String],
+    build: &cli::BuildFlags,
+    push: &cli::PushFlags,
+    dry_run: bool,
+) -> Result<Summary, Error> {
+    let request = Request {
+        steps: Steps::Release,
+        build: Some(build),
+        push: Some(push),
+        dry_run,
+    };
+    run(global, images, &request)
+}
+
+/// The steps of `request`, shown on stderr as `--progress` says.
+fn run(global: &Global, names: &[String], request: &Request<'_>) -> Result<Summary, Error> {
+    let view = |labels: Vec<String>| {
+        crate::view::choose(
+            global.progress,
+            global.color,
+            global.quiet,
+            labels.iter().map(String::as_str),
+        )
+    };
+    crate::runtime::block_on(steps(global, names, request, view))
+}
 
 /// What one of `build`, `push`, `release` was asked to do.
 pub struct Request<'a> {
@@ -30,7 +96,7 @@ impl Request<'_> {
 
 /// Runs `build`, `push` or `release` for the images named (all when none); `view` makes what
 /// shows the run, given the names of its builds in order.
-pub async fn steps(
+async fn steps(
     global: &Global,
     names: &[String],
     request: &Request<'_>,
@@ -106,7 +172,7 @@ pub async fn steps(
     let options = options(&config, &plan, request);
     let view = view(pipeline::labels(&plan));
     let env = |name: &str| std::env::var(name).ok();
-    let env = Env {
+    let env = Resources {
         root,
         daemon: &daemon,
         target: target.as_ref(),
@@ -118,47 +184,18 @@ pub async fn steps(
     pipeline::run(&plan, &options, &env).await
 }
 
-/// `manifest`: joins each multi-platform image's platforms into a manifest list, checks the
-/// single-platform images are there, and writes the artifacts; from the registry alone.
-pub async fn manifest(
-    global: &Global,
-    names: &[String],
-    flags: &cli::PushFlags,
-) -> Result<Summary, Error> {
-    let (config, plan) = load_plan(global, names)?;
-    if plan.only_platform.is_some() {
-        return Err(Error::Usage(
-            "`ecrship manifest` joins every platform: run it without --platform".into(),
-        ));
-    }
-    refuse_after_failed_build()?;
-    let root = global.directory.as_path();
-    artifacts::check_writable(&root.join(&plan.imagedefinitions))?;
-    let aws = aws::load().await?;
-    preflight::before_push(&aws, &config, &plan).await?;
-    let request = Request {
-        steps: Steps::Push,
-        build: None,
-        push: Some(flags),
-        dry_run: false,
-    };
-    let (plan, target) = connect_registry(&aws, plan, &request).await?;
-    let options = options(&config, &plan, &request);
-    pipeline::list::manifest(root, &plan, &options, &target).await
-}
-
 /// Logs in to ECR and aims the plan at the registry: ECR's own, unless `--registry` or the
 /// config names another (then with ECR's credentials).
-async fn connect_registry(
+pub(super) async fn connect_registry(
     aws: &aws_config::SdkConfig,
     plan: Plan,
     request: &Request<'_>,
-) -> Result<(Plan, Target), Error> {
+) -> Result<(Plan, Destination), Error> {
     let login = aws::ecr::login(aws).await?;
     let plan = match plan.registry.source {
         RegistrySource::Flag | RegistrySource::Config => plan,
         _ => plan
-            .with_registry(PlanRegistry {
+            .with_registry(RegistryHost {
                 host: login.host.clone(),
                 source: RegistrySource::Ecr,
             })
@@ -180,7 +217,7 @@ async fn connect_registry(
     // Only ECR can tell what an immutable tag holds; another registry has no immutable tags.
     let is_ecr = plan.registry.source == RegistrySource::Ecr
         || plan::ecr_registry(&plan.registry.host).is_some();
-    let target = Target {
+    let target = Destination {
         registry: Registry::new(&plan.registry.host, Some(&credentials)),
         credentials,
         ecr: is_ecr.then(|| aws.clone()),
@@ -188,7 +225,7 @@ async fn connect_registry(
     Ok((plan, target))
 }
 
-fn options(config: &Config, plan: &Plan, request: &Request<'_>) -> Options {
+pub(super) fn options(config: &Config, plan: &Plan, request: &Request<'_>) -> Options {
     let build = request.build;
     Options {
         steps: request.steps,
@@ -259,7 +296,7 @@ fn ssm_error(config: &Config, plan: &Plan, parameter: &str, error: aws::AwsError
 }
 
 /// CodeBuild runs `post_build` even when `build` failed: then nothing may be pushed.
-fn refuse_after_failed_build() -> Result<(), Error> {
+pub(super) fn refuse_after_failed_build() -> Result<(), Error> {
     if std::env::var("CODEBUILD_BUILD_SUCCEEDING").is_ok_and(|v| v.trim() == "0") {
         return Err(Error::Failed(
             "the build phase failed (CODEBUILD_BUILD_SUCCEEDING=0): nothing was pushed and no artifact was written, \
