@@ -430,29 +430,21 @@ impl<'a> PlanReport<'a> {
 }
 
 /// The images in groups: the first group depends on nothing of this plan, each later group
-/// only on images of the groups before it. (The config has no cycles: it was checked.)
+/// only on images of the groups before it ([`crate::order`]; the config has no cycles: it was
+/// checked).
 pub fn build_order(plan: &Plan) -> Vec<Vec<String>> {
-    let mut placed: Vec<&str> = Vec::new();
-    let mut order = Vec::new();
-    while placed.len() < plan.images.len() {
-        let group: Vec<&str> = plan
-            .images
+    let names: Vec<&str> = plan.images.iter().map(|i| i.name.as_str()).collect();
+    let depends_on = |name: &str| {
+        plan.images
             .iter()
-            .filter(|i| !placed.contains(&i.name.as_str()))
-            .filter(|i| {
-                i.depends_on.iter().all(|d| {
-                    placed.contains(&d.as_str()) || !plan.images.iter().any(|o| &o.name == d)
-                })
-            })
-            .map(|i| i.name.as_str())
-            .collect();
-        if group.is_empty() {
-            break;
-        }
-        placed.extend(&group);
-        order.push(group.into_iter().map(str::to_owned).collect());
-    }
-    order
+            .find(|i| i.name == name)
+            .map_or(&[][..], |i| i.depends_on.as_slice())
+    };
+    crate::order::groups(&names, depends_on)
+        .unwrap_or_else(|_| vec![names.clone()])
+        .into_iter()
+        .map(|group| group.into_iter().map(str::to_owned).collect())
+        .collect()
 }
 
 impl fmt::Display for PlanReport<'_> {

@@ -1,0 +1,628 @@
+//! `build` and `release`: each image decided (reused, or built from the registry's cache), in
+//! dependency order, at most `jobs` at a time, and in `release` pushed as soon as it is built.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures_util::{StreamExt, TryStreamExt, stream};
+use tokio::sync::watch;
+
+use crate::context::Builder;
+use crate::docker::BuildRequest;
+use crate::error::Error;
+use crate::plan::{Plan, PlannedBuild, PlannedImage};
+use crate::reference::{Platform, Reference};
+use crate::view::State;
+
+use super::{
+    Action, Destination, Done, Options, Resources, Steps, Summary, Unit, bases, build, done_sorted,
+    finish, image_error, prepare, push, reuse, state, summary_of, units, why_no_reuse,
+    write_artifacts,
+};
+
+/// `build` and `release`: decide, build, and (in `release`) push each image.
+pub(super) async fn build_all(
+    plan: &Plan,
+    options: &Options,
+    env: &Resources<'_>,
+) -> Result<Summary, Error> {
+    let jobs: Vec<Arc<prepare::Job>> = prepare::jobs(plan, options, env)?
+        .into_iter()
+        .map(Arc::new)
+        .collect();
+    let job_of = |image: &PlannedImage| {
+        let index = plan.images.iter().position(|i| i.name == image.name);
+        Arc::clone(&jobs[index.unwrap_or_default()])
+    };
+    let pushing = options.steps == Steps::Release && !options.dry_run;
+    let no_reuse = why_no_reuse(options, env);
+    if let Some((why, _)) = &no_reuse {
+        tracing::info!("{why}");
+    }
+    let units = units(plan);
+    let (senders, receivers): (Vec<_>, Vec<_>) = units
+        .iter()
+        .map(|_| watch::channel(None::<Arc<Done>>))
+        .unzip();
+    let resolver = env
+        .target
+        .map(|target| bases::Resolver::new(env.daemon, Some(&target.credentials)));
+    let run = Run {
+        options,
+        env,
+        units: &units,
+        receivers: &receivers,
+        pushing,
+        no_reuse: no_reuse.as_ref().map(|(_, short)| short.as_str()),
+        resolver: resolver.as_ref(),
+    };
+    for unit in &units {
+        env.view.state(&unit.label(), State::Waiting);
+    }
+    let run = &run;
+    let done: Vec<(usize, Arc<Done>)> = stream::iter(units.iter().copied())
+        .map(|unit| {
+            let job = job_of(unit.image);
+            let sender = &senders[unit.index];
+            async move {
+                let label = unit.label();
+                let result = run.unit(unit, &job).await;
+                env.view.state(
+                    &label,
+                    match &result {
+                        Ok(done) if done.action == Action::Reused => State::Reused,
+                        Ok(_) => State::Done,
+                        Err(_) => State::Failed,
+                    },
+                );
+                let done = Arc::new(result?);
+                sender.send_replace(Some(Arc::clone(&done)));
+                Ok::<_, Error>((unit.index, done))
+            }
+        })
+        .buffer_unordered(options.jobs.max(1))
+        .try_collect()
+        .await?;
+    let done: Vec<Arc<Done>> = done_sorted(done).into_iter().map(|(_, d)| d).collect();
+
+    let mut summary = summary_of(plan, &units, &done);
+    summary.reuse_skipped = no_reuse.map(|(said, _)| said);
+    if pushing {
+        let target = env
+            .target
+            .ok_or_else(|| Error::Failed("internal: a push without a registry".into()))?;
+        finish::finish(plan, options, env, target, &units, &done)
+            .await?
+            .report(&mut summary);
+    } else if options.dry_run && plan.only_platform.is_none() {
+        let uris: Vec<Reference> = plan.deployed().map(|i| i.uri.clone()).collect();
+        summary.artifacts = write_artifacts(env.root, plan, &uris)?;
+    }
+    if options.steps == Steps::Build {
+        let mut state = state::State {
+            tag: plan.tag.value.clone(),
+            registry: plan.registry.host.clone(),
+            ..state::State::default()
+        };
+        for (unit, done) in units.iter().zip(&done) {
+            let decision = match (&done.reused, &done.built) {
+                (Some(found), _) => state::Decision::Reused {
+                    from: found.tag.clone(),
+                    digest: found.manifest.digest.clone(),
+                    inputs: done.inputs.clone(),
+                },
+                (None, Some(built)) => state::Decision::Built {
+                    image_id: built.image_id.clone(),
+                    inputs: done.inputs.clone(),
+                    cache: built
+                        .cache
+                        .iter()
+                        .map(|(stage, id)| (stage.stage.clone(), id.clone()))
+                        .collect(),
+                },
+                (None, None) => continue,
+            };
+            state.builds.insert(unit.label(), decision);
+        }
+        state.merge_and_write(env.root)?;
+    }
+    Ok(summary)
+}
+
+/// The shared state of one `build_all`.
+struct Run<'a> {
+    options: &'a Options,
+    env: &'a Resources<'a>,
+    units: &'a [Unit<'a>],
+    receivers: &'a [watch::Receiver<Option<Arc<Done>>>],
+    pushing: bool,
+    /// Why the run reuses nothing, when it does not.
+    no_reuse: Option<&'a str>,
+    /// Resolves the images the Dockerfiles name; `None` when no registry may be asked.
+    resolver: Option<&'a bases::Resolver<'a>>,
+}
+
+/// What a unit needs of one image it depends on.
+struct Dependency {
+    /// Its name in the config.
+    name: String,
+    arg: String,
+    local_name: String,
+    inputs: String,
+    /// The registry's image, when the dependency was reused rather than built here.
+    reused: Option<Reference>,
+}
+
+impl Run<'_> {
+    /// Decides, builds or reuses, and pushes one unit.
+    async fn unit(&self, unit: Unit<'_>, job: &Arc<prepare::Job>) -> Result<Done, Error> {
+        let (image, build) = (unit.image, unit.build);
+        let label = unit.label();
+        let view = self.env.view;
+        let deps = self.dependencies(unit).await?;
+
+        // What the Dockerfile names, resolved; the builder gets it pinned.
+        let platform = build
+            .platform
+            .clone()
+            .unwrap_or_else(|| self.env.daemon.platform_value());
+        let analysis = self.analyse(image, build, job, &deps, &platform).await;
+        for doubt in &analysis.doubts {
+            tracing::warn!("[{label}] {doubt}; not reused");
+        }
+        let pinned = match &analysis.for_builder {
+            Some(text) => Some(
+                job.context_for(text)
+                    .map_err(|e| image_error(image, e.into()))?,
+            ),
+            None => None,
+        };
+        let context = pinned.as_ref().map_or(&job.context, |(context, _)| context);
+
+        let (context_digest, context) = {
+            let context = context.clone();
+            tokio::task::spawn_blocking(move || context.digest())
+                .await
+                .map_err(|e| Error::Failed(format!("the context walk stopped: {e}")))?
+                .map_err(|e| image_error(image, e.into()))?
+        };
+        let context = &context;
+        let dependency_inputs: Vec<prepare::DependencyInputs> = deps
+            .iter()
+            .map(|d| prepare::DependencyInputs {
+                name: d.name.clone(),
+                arg: d.arg.clone(),
+                inputs: d.inputs.clone(),
+            })
+            .collect();
+        let parts = prepare::inputs_parts(
+            image,
+            job,
+            &context_digest,
+            &analysis,
+            &platform,
+            self.options.builder,
+            &dependency_inputs,
+        );
+        let inputs = parts.digest();
+        tracing::debug!("[{label}] inputs {inputs}");
+
+        // Tags the reuse check found missing from the registry: no cache comes from them.
+        let mut absent: Vec<String> = Vec::new();
+        let mut not_reused = self.no_reuse.map(str::to_owned);
+        if !image.reuse {
+            not_reused = Some("reuse = false".into());
+        } else if let Some(doubt) = analysis.doubts.first() {
+            not_reused.get_or_insert_with(|| doubt.clone());
+        }
+        if let (None, Some(target)) = (&not_reused, self.env.target) {
+            view.state(&label, State::Checking);
+            let candidates: Vec<String> = std::iter::once(build.tag.clone())
+                .chain(image.extra_tags.iter().cloned())
+                .collect();
+            let (outcome, missing_stages) = tokio::join!(
+                reuse::find(
+                    &target.registry,
+                    &image.repository,
+                    &candidates,
+                    &platform,
+                    &parts,
+                    self.options.max_age,
+                ),
+                reuse::missing(
+                    &target.registry,
+                    &image.repository,
+                    build.cache.iter().map(|c| c.tag.as_str()),
+                ),
+            );
+            absent.extend(missing_stages);
+            match outcome {
+                Ok(reuse::Outcome::Found(found)) => {
+                    view.line(
+                        &label,
+                        &format!(
+                            "reused {}:{} ({}): same inputs, no build",
+                            image.repository, found.tag, found.manifest.digest
+                        ),
+                    );
+                    let mut done = Done {
+                        inputs,
+                        action: Action::Reused,
+                        reused: None,
+                        built: None,
+                        not_reused: None,
+                        cache: Vec::new(),
+                        digest: Some(found.manifest.digest.clone()),
+                        push_seconds: None,
+                    };
+                    if self.pushing {
+                        view.state(&label, State::Pushing);
+                        let started = Instant::now();
+                        let manifest =
+                            push::put_reused(target, image, &build.tag, &found, &job.labels)
+                                .await?;
+                        view.line(
+                            &label,
+                            &format!("tagged {} ({})", build.uri, manifest.digest),
+                        );
+                        done.digest = Some(manifest.digest.clone());
+                        done.push_seconds = Some(started.elapsed().as_secs_f64());
+                        done.reused = Some(reuse::Found { manifest, ..found });
+                    } else {
+                        done.reused = Some(found);
+                    }
+                    return Ok(done);
+                }
+                Ok(reuse::Outcome::Missed(misses)) => {
+                    for (tag, miss) in &misses {
+                        view.line(&label, &format!("{}:{tag}: {miss}", image.repository));
+                        if *miss == reuse::Miss::Absent {
+                            absent.push(tag.clone());
+                        }
+                    }
+                    let why = reuse::why_missed(&image.repository, &misses);
+                    view.line(&label, &format!("not reused: {why}"));
+                    not_reused = Some(why);
+                }
+                // `build` builds anyway; `push` and `release` must not push what they cannot
+                // compare.
+                Err(e) if !self.pushing && self.options.steps == Steps::Build => {
+                    tracing::warn!("[{label}] {e}; building it");
+                    not_reused = Some(format!("the registry could not be asked ({e})"));
+                }
+                Err(e) => return Err(image_error(image, e.into())),
+            }
+        }
+
+        for dep in deps.iter().filter(|d| d.reused.is_some()) {
+            self.fetch_dependency(image, &label, dep).await?;
+        }
+        view.state(&label, State::Building);
+        let mut request = self.request(image, build, job, &parts, &deps, &absent);
+        if let Some(target) = self.env.target
+            && self.options.builder == Builder::Classic
+        {
+            let sources = self.cache_sources(image, build, &absent);
+            request.cache_from = self.classic_cache(&label, build, &sources, target).await;
+        }
+        if analysis.for_builder.is_some() {
+            request.dockerfile = context.dockerfile_name().to_owned();
+        }
+        let built = build::build(
+            self.env.daemon,
+            image,
+            &label,
+            context,
+            &request,
+            &build.cache,
+            view,
+        )
+        .await?;
+        drop(pinned);
+        let mut done = Done {
+            inputs,
+            action: Action::Built,
+            reused: None,
+            built: None,
+            not_reused,
+            cache: built.cache.clone(),
+            digest: None,
+            push_seconds: None,
+        };
+        if self.pushing {
+            let target = self
+                .env
+                .target
+                .ok_or_else(|| Error::Failed("internal: a push without a registry".into()))?;
+            view.state(&label, State::Pushing);
+            // The cache stages go up beside the image, off the critical path: their tags are
+            // the next run's cache, which nothing deploys from.
+            let cache = futures_util::future::try_join_all(done.cache.iter().map(|(stage, id)| {
+                push::push_cache(self.env.daemon, target, image, &label, id, &stage.uri, view)
+            }));
+            let main = push::push_local(
+                self.env.daemon,
+                target,
+                image,
+                &label,
+                &built.image_id,
+                &build.uri,
+                view,
+            );
+            let ((digest, seconds), _) = tokio::try_join!(main, cache)?;
+            done.cache.clear();
+            done.digest = Some(digest);
+            done.push_seconds = Some(seconds);
+        }
+        done.built = Some(built);
+        Ok(done)
+    }
+
+    /// What `build`'s Dockerfile names, resolved (when a registry may be asked).
+    async fn analyse(
+        &self,
+        image: &PlannedImage,
+        build: &PlannedBuild,
+        job: &prepare::Job,
+        deps: &[Dependency],
+        platform: &Platform,
+    ) -> bases::Analysis {
+        // The args as the builder gets them: each dependency's local name first, so that an
+        // arg of the config with the same name wins.
+        let mut args: BTreeMap<String, String> = deps
+            .iter()
+            .map(|d| (d.arg.clone(), d.local_name.clone()))
+            .collect();
+        args.extend(
+            job.build_args
+                .iter()
+                .map(|(name, value, _)| (name.clone(), value.clone())),
+        );
+        let dependencies: Vec<(String, String)> = deps
+            .iter()
+            .filter(|d| args.get(&d.arg) == Some(&d.local_name))
+            .map(|d| (d.name.clone(), d.local_name.clone()))
+            .collect();
+        let platform = platform.to_string();
+        let build_platform = self.env.daemon.platform().to_owned();
+        let input = bases::Build {
+            text: &job.dockerfile,
+            build_args: &args,
+            platform: &platform,
+            build_platform: &build_platform,
+            target: image.target.as_deref(),
+            dependencies: &dependencies,
+        };
+        let _ = build;
+        bases::analyse(&input, self.resolver).await
+    }
+
+    /// Waits for the images `unit` depends on, and says what each brings to its build.
+    async fn dependencies(&self, unit: Unit<'_>) -> Result<Vec<Dependency>, Error> {
+        let mut deps = Vec::new();
+        for name in &unit.image.depends_on {
+            let candidates: Vec<&Unit<'_>> = self
+                .units
+                .iter()
+                .filter(|u| &u.image.name == name)
+                .collect();
+            let wanted = unit.build.platform.as_ref();
+            let default = Platform::default();
+            let dep = candidates
+                .iter()
+                .find(|u| u.build.platform.as_ref() == wanted)
+                .or_else(|| (candidates.len() == 1).then(|| &candidates[0]))
+                .or_else(|| {
+                    candidates
+                        .iter()
+                        .find(|u| u.build.platform.as_ref() == Some(&default))
+                });
+            let Some(dep) = dep else {
+                return Err(image_error(
+                    unit.image,
+                    Error::Usage(format!(
+                        "depends on `{name}`, which this run does not build for {}",
+                        wanted.unwrap_or(&default)
+                    )),
+                ));
+            };
+            let mut receiver = self.receivers[dep.index].clone();
+            let done = match receiver.wait_for(Option::is_some).await {
+                Ok(done) => done.clone(),
+                Err(_) => None,
+            };
+            let Some(done) = done else {
+                return Err(image_error(
+                    unit.image,
+                    Error::Failed(format!("`{name}`, which it depends on, did not build")),
+                ));
+            };
+            deps.push(Dependency {
+                name: name.clone(),
+                arg: crate::plan::dependency_arg(name),
+                local_name: dep.build.local_name().to_owned(),
+                inputs: done.inputs.clone(),
+                reused: match &done.reused {
+                    Some(found) => Some(
+                        dep.build
+                            .uri
+                            .pinned(&found.manifest.digest)
+                            .map_err(|e| image_error(unit.image, Error::Failed(e.to_string())))?,
+                    ),
+                    None => None,
+                },
+            });
+        }
+        Ok(deps)
+    }
+
+    /// A dependency that was reused exists only in the registry: pulled, and named as a
+    /// build here would have named it, so that `FROM ${NAME_IMAGE}` finds it.
+    async fn fetch_dependency(
+        &self,
+        image: &PlannedImage,
+        label: &str,
+        dep: &Dependency,
+    ) -> Result<(), Error> {
+        let Some(reference) = &dep.reused else {
+            return Ok(());
+        };
+        if let Some(target) = self.env.target {
+            self.env
+                .view
+                .line(label, &format!("pulling {reference} as {}", dep.local_name));
+            let found = self
+                .env
+                .daemon
+                .pull(reference, None, Some(&target.credentials))
+                .await
+                .map_err(|e| image_error(image, e.into()))?;
+            if found {
+                let local = Reference::parse(&dep.local_name)
+                    .map_err(|e| image_error(image, Error::Failed(e.to_string())))?;
+                self.env
+                    .daemon
+                    .tag(&reference.to_string(), &local)
+                    .await
+                    .map_err(|e| image_error(image, e.into()))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The build request of one unit.
+    fn request(
+        &self,
+        image: &PlannedImage,
+        build: &PlannedBuild,
+        job: &prepare::Job,
+        parts: &crate::inputs::Parts,
+        deps: &[Dependency],
+        absent: &[String],
+    ) -> BuildRequest {
+        let mut build_args: Vec<(String, String)> = Vec::new();
+        // A dependency's arg first, so that an explicit build arg of the same name wins.
+        for dep in deps {
+            build_args.push((dep.arg.clone(), dep.local_name.clone()));
+        }
+        build_args.extend(
+            job.build_args
+                .iter()
+                .map(|(name, value, _)| (name.clone(), value.clone())),
+        );
+        let target = self.env.target;
+        if self.options.builder == Builder::BuildKit {
+            // Records inline cache in the image's config for the next run's `cachefrom`.
+            build_args.push(("BUILDKIT_INLINE_CACHE".into(), "1".into()));
+        }
+        let cache_from = if target.is_some() && !self.options.no_cache {
+            self.cache_sources(image, build, absent)
+                .iter()
+                .map(Reference::to_string)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let mut labels = job.labels.clone();
+        labels.extend(prepare::inputs_labels(parts));
+        // The classic builder's cache (Docker 20.10) matches steps without their platform: after
+        // an arm64 build, an amd64 build of the same steps can get the arm64 image. A classic
+        // build of another platform than the daemon's, or of a multi-platform image, takes no
+        // cache.
+        let cross = self.options.builder == Builder::Classic
+            && (!image.platforms.is_empty()
+                || build
+                    .platform
+                    .as_ref()
+                    .is_some_and(|p| !p.to_string().starts_with(self.env.daemon.platform())));
+        if cross {
+            tracing::info!(
+                "[{}] classic builder: no build cache for {} on a {} daemon",
+                image.name,
+                build.platform.clone().unwrap_or_default(),
+                self.env.daemon.platform()
+            );
+        }
+        BuildRequest {
+            tags: build.local_tags.clone(),
+            dockerfile: job.context.dockerfile_name().to_owned(),
+            build_args,
+            labels,
+            target: image.target.clone(),
+            platform: build.platform.clone(),
+            builder: self.options.builder,
+            no_cache: self.options.no_cache || cross,
+            pull: self.options.pull,
+            secrets: job.secrets.clone(),
+            cache_from,
+            credentials: target.map(|t| t.credentials.clone()),
+        }
+    }
+
+    /// The images a build takes its cache from: the cache stages, then the last image, less
+    /// those the reuse check found `absent` (a missing one costs BuildKit a failed lookup, and
+    /// the classic builder the daemon's own cache). BuildKit on Docker 27 and later takes the
+    /// stages alone when the registry holds one ([`reuse::stages_alone`]).
+    fn cache_sources(
+        &self,
+        image: &PlannedImage,
+        build: &PlannedBuild,
+        absent: &[String],
+    ) -> Vec<Reference> {
+        let stages = build.cache.iter().map(|c| (&c.tag, &c.uri));
+        let last = image.extra_tags.iter().zip(&image.extra_uris);
+        let mut sources: Vec<Reference> = stages
+            .chain(last)
+            .filter(|(tag, _)| !absent.contains(tag))
+            .map(|(_, uri)| uri.clone())
+            .collect();
+        if self.options.builder == Builder::BuildKit
+            && self.env.daemon.api_at_least(reuse::STAGES_ALONE_FROM_API)
+        {
+            reuse::stages_alone(&mut sources, &build.cache);
+        }
+        sources
+    }
+
+    /// The classic builder takes `cachefrom` images only from the daemon's store, and once
+    /// given any, it takes cache only from them (moby `image/cache`: a local hit counts only
+    /// when it is a parent of a `cachefrom` image): the registry's images are pulled first, and
+    /// the `cachefrom` of the build is those that are now here, with this image's own local
+    /// names, so that a warm daemon keeps its cache. A missing image is no error; none at all
+    /// leaves `cachefrom` out, and the daemon's whole cache in.
+    async fn classic_cache(
+        &self,
+        label: &str,
+        build: &PlannedBuild,
+        cache_from: &[Reference],
+        target: &Destination,
+    ) -> Vec<String> {
+        let daemon = self.env.daemon;
+        let mut sources = Vec::new();
+        for reference in cache_from {
+            let platform = build.platform.as_ref();
+            match daemon
+                .pull(reference, platform, Some(&target.credentials))
+                .await
+            {
+                Ok(true) => {
+                    self.env
+                        .view
+                        .line(label, &format!("pulled {reference} as cache"));
+                    sources.push(reference.to_string());
+                }
+                Ok(false) => tracing::debug!("[{label}] no {reference} to start the cache from"),
+                Err(e) => tracing::warn!("[{label}] cache image {reference} not pulled: {e}"),
+            }
+        }
+        if !sources.is_empty() {
+            for local in &build.local_tags {
+                if let Ok(Some(_)) = daemon.inspect(local).await {
+                    sources.push(local.clone());
+                }
+            }
+        }
+        sources
+    }
+}
