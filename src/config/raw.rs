@@ -49,11 +49,10 @@ impl Text<'_> {
     pub fn read(&self) -> Result<RawConfig, ConfigError> {
         let text = self.text;
         toml::from_str(text).map_err(|e| {
+            let said = in_words(&one_line(e.message()));
             let message = match e.span().and_then(|s| key_at(text, s.start)) {
-                Some(key) if !e.message().contains(key) => {
-                    format!("`{key}`: {}", one_line(e.message()))
-                }
-                _ => one_line(e.message()),
+                Some(key) if !e.message().contains(key) => format!("`{key}`: {said}"),
+                _ => said,
             };
             self.error(e.span(), message)
         })
@@ -520,6 +519,22 @@ fn line_of(text: &str, offset: usize) -> usize {
         + 1
 }
 
+/// serde's message with the integer type it expected (`invalid type: string "x", expected
+/// usize`, as serde's `Error::invalid_type` and `invalid_value` write it) said in words: a user
+/// writes numbers, not Rust types. Only the last `, expected` is serde's: a value quoted before it
+/// is left as written.
+fn in_words(message: &str) -> String {
+    let Some((head, expected)) = message.rsplit_once(", expected ") else {
+        return message.to_owned();
+    };
+    let words = match expected {
+        "u8" | "u16" | "u32" | "u64" | "u128" | "usize" => "a whole number",
+        "i8" | "i16" | "i32" | "i64" | "i128" | "isize" => "an integer",
+        _ => return message.to_owned(),
+    };
+    format!("{head}, expected {words}")
+}
+
 /// toml's message, which may span lines, as one line.
 fn one_line(message: &str) -> String {
     message
@@ -637,6 +652,83 @@ mod tests {
             for needle in *needles {
                 assert!(msg.contains(needle), "{text:?}: {msg:?} lacks {needle:?}");
             }
+        }
+    }
+
+    #[test]
+    fn type_errors_name_the_number_in_words() {
+        let cases = [
+            (
+                "jobs = \"x\"\n",
+                "ecrship.toml line 1: `jobs`: invalid type: string \"x\", expected a whole number",
+            ),
+            (
+                "jobs = -1\n",
+                "ecrship.toml line 1: `jobs`: invalid value: integer `-1`, expected a whole number",
+            ),
+            (
+                "jobs = 1.5\n",
+                "ecrship.toml line 1: `jobs`: invalid type: floating point `1.5`, expected a whole number",
+            ),
+            (
+                "jobs = true\n",
+                "ecrship.toml line 1: `jobs`: invalid type: boolean `true`, expected a whole number",
+            ),
+            (
+                "[tag]\nlength = \"8\"\n",
+                "ecrship.toml line 2: `length`: invalid type: string \"8\", expected a whole number",
+            ),
+            (
+                "[tag]\nlength = -3\n",
+                "ecrship.toml line 2: `length`: invalid value: integer `-3`, expected a whole number",
+            ),
+            // Other types keep serde's words.
+            (
+                "reuse = 1\n",
+                "ecrship.toml line 1: `reuse`: invalid type: integer `1`, expected a boolean",
+            ),
+            (
+                "[tag]\nextra = 3\n",
+                "ecrship.toml line 2: `extra`: invalid type: integer `3`, expected a sequence",
+            ),
+        ];
+        for (text, want) in cases {
+            assert_eq!(error(text), want, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn integer_types_in_words() {
+        let cases = [
+            (
+                "invalid type: map, expected u32",
+                "invalid type: map, expected a whole number",
+            ),
+            (
+                "invalid value: integer `-1`, expected u8",
+                "invalid value: integer `-1`, expected a whole number",
+            ),
+            (
+                "invalid type: string \"x\", expected i64",
+                "invalid type: string \"x\", expected an integer",
+            ),
+            // A value that quotes serde's words, and types that are not integers, stay as written.
+            (
+                "invalid type: string \"a, expected usize\", expected a boolean",
+                "invalid type: string \"a, expected usize\", expected a boolean",
+            ),
+            (
+                "invalid type: integer `1`, expected a string",
+                "invalid type: integer `1`, expected a string",
+            ),
+            (
+                "unknown field `x`, expected one of `usize`",
+                "unknown field `x`, expected one of `usize`",
+            ),
+            ("expected usize", "expected usize"),
+        ];
+        for (message, want) in cases {
+            assert_eq!(in_words(message), want, "{message:?}");
         }
     }
 
