@@ -10,6 +10,11 @@
 //! line and a key, and validates them into the checked types, spans into lines; `source` is how
 //! a build arg or secret names its [`Source`]; `value` holds the grammars of relative paths and
 //! durations; `dependencies` checks the `depends_on` graph once every image is known.
+//!
+//! The images come from the file's `[[image]]` entries, which replace the built-in seed layout's
+//! (`default.toml`). A file without any keeps the seed layout's images and sets the rest, say
+//! `[tag] length`: then [`Config::origin`] is the file and [`Config::images_origin`] the built-in
+//! layout, and a message about an image says so rather than name a line of the file.
 
 mod dependencies;
 mod raw;
@@ -144,10 +149,12 @@ pub struct Image {
     /// Platforms of a multi-architecture image (`linux/amd64`, `linux/arm64`), one image each.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub platforms: Vec<Platform>,
-    /// Line of the `[[image]]` entry, for messages (0 for the embedded default).
+    /// Line of the `[[image]]` entry in the text it was read from, for messages (0 for the
+    /// built-in layout's images in a file without `[[image]]`).
     #[serde(skip)]
     pub line: usize,
-    /// The line of each build arg's and each secret's source, by name (for messages).
+    /// The line of each build arg's and each secret's source, by name (for messages; none for
+    /// the built-in layout's images in a file without `[[image]]`).
     #[serde(skip)]
     pub source_lines: SourceLines,
 }
@@ -175,6 +182,7 @@ pub struct DeployConfig {
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// Where the config came from: a file, or the built-in seed layout when there is none.
     pub origin: Origin,
     pub registry: Option<String>,
     pub jobs: Option<usize>,
@@ -185,6 +193,9 @@ pub struct Config {
     /// How old an image in the registry may be and still be reused (base images move upstream).
     pub reuse_max_age: std::time::Duration,
     pub images: Vec<Image>,
+    /// Where `images` came from: `origin`, or the built-in seed layout when the file has no
+    /// `[[image]]`.
+    pub images_origin: Origin,
     pub deploy: Option<DeployConfig>,
     pub source: SourceConfig,
 }
@@ -213,35 +224,43 @@ impl Config {
         }
     }
 
-    /// Parses and validates a configuration text.
+    /// Parses and validates a configuration text. A text without `[[image]]` takes the images
+    /// of the built-in seed layout, and its other settings from the text.
     pub fn parse(text: &str, origin: Origin) -> Result<Config, ConfigError> {
         let file = raw::Text {
             text,
             origin: &origin,
         };
         let mut raw = file.read()?;
-        let entries = std::mem::take(&mut raw.image);
-        let images = file.images(entries, raw.reuse.unwrap_or(true))?;
+        let reuse = raw.reuse.unwrap_or(true);
+        let (images, images_origin) = match raw.image.take() {
+            Some(entries) => (file.images(entries, reuse)?, origin.clone()),
+            None => (builtin_images(reuse)?, Origin::Embedded),
+        };
         dependencies::check(&images).map_err(|(line, m)| ConfigError {
             origin: origin.clone(),
             line: Some(line),
             message: m,
         })?;
-        raw.check(&file, images)
+        raw.check(&file, images, images_origin)
     }
 
     /// Checks that every image's context is a folder and its Dockerfile a file under `root`.
     pub fn check_paths(&self, root: &Path) -> Result<(), ConfigError> {
+        let hint = match (&self.origin, &self.images_origin) {
+            (Origin::Embedded, _) => {
+                " (with no ecrship.toml, ecrship expects dockerfiles/{app,web,log}; write an ecrship.toml to describe other images)".to_owned()
+            }
+            (Origin::File(_), Origin::Embedded) => format!(
+                " ({} has no [[image]], so ecrship builds the built-in seed layout and expects dockerfiles/{{app,web,log}}; add [[image]] entries to describe other images)",
+                self.origin
+            ),
+            (Origin::File(_), Origin::File(_)) => String::new(),
+        };
         for image in &self.images {
-            let hint = match self.origin {
-                Origin::Embedded => {
-                    " (with no ecrship.toml, ecrship expects dockerfiles/{app,web,log}; write an ecrship.toml to describe other images)"
-                }
-                Origin::File(_) => "",
-            };
             let err = |message: String| ConfigError {
                 origin: self.origin.clone(),
-                line: (self.origin != Origin::Embedded).then_some(image.line),
+                line: (self.images_origin != Origin::Embedded).then_some(image.line),
                 message: format!("image `{}`: {message}{hint}", image.name),
             };
             if !root.join(&image.context).is_dir() {
@@ -272,6 +291,26 @@ impl Config {
             .filter(|i| names.is_empty() || names.contains(&i.name))
             .collect())
     }
+}
+
+/// The built-in seed layout's images, for a file without `[[image]]`, with the file's `reuse`.
+/// Their lines would be those of `default.toml`, which a message would give as the file's: they
+/// are left at 0, with no source lines.
+fn builtin_images(reuse: bool) -> Result<Vec<Image>, ConfigError> {
+    let layout = raw::Text {
+        text: EMBEDDED,
+        origin: &Origin::Embedded,
+    };
+    let entries = layout.read()?.image.unwrap_or_default();
+    let images = layout.images(entries, reuse)?;
+    Ok(images
+        .into_iter()
+        .map(|image| Image {
+            line: 0,
+            source_lines: SourceLines::default(),
+            ..image
+        })
+        .collect())
 }
 
 #[cfg(test)]
@@ -325,6 +364,44 @@ mod tests {
         assert_eq!(args, ["MIX_ENV", "SECRET_KEY_BASE"]);
         assert_eq!(c.tag, TagConfig::default());
         assert_eq!(c.imagedefinitions, "imagedefinitions.json");
+        assert_eq!(c.images_origin, Origin::Embedded);
+    }
+
+    #[test]
+    fn a_file_without_images_keeps_the_seed_layout() {
+        let seed = Config::parse(EMBEDDED, Origin::Embedded).unwrap();
+        let c =
+            parse("[tag]\nlength = 8\nextra = []\n[artifacts]\nimage_detail = \"app\"\n").unwrap();
+        assert_eq!(c.origin, Origin::File("ecrship.toml".into()));
+        assert_eq!(c.images_origin, Origin::Embedded);
+        assert_eq!((c.tag.length, c.tag.extra.len()), (Some(8), 0));
+        assert_eq!(c.image_detail.as_deref(), Some("app"));
+        // The seed layout's images, with no line: none of the file is theirs.
+        let unlined: Vec<Image> = seed
+            .images
+            .iter()
+            .map(|i| Image {
+                line: 0,
+                source_lines: SourceLines::default(),
+                ..i.clone()
+            })
+            .collect();
+        assert_eq!(c.images, unlined);
+        assert!(!seed.images[0].source_lines.build_args.is_empty());
+
+        // The file's settings apply to them; an empty file is the seed layout as well.
+        let c = parse("reuse = false\n").unwrap();
+        assert!(c.images.iter().all(|i| !i.reuse));
+        assert_eq!(parse("").unwrap().images, unlined);
+
+        // `[[image]]` entries replace them; an empty list is no images.
+        let c = parse("[[image]]\nname = \"api\"\n").unwrap();
+        assert_eq!((c.images.len(), &c.images_origin), (1, &c.origin));
+        assert!(
+            error("image = []\n").contains("no images"),
+            "{}",
+            error("image = []\n")
+        );
     }
 
     #[test]
@@ -421,6 +498,34 @@ team = "web"
             msg.contains("image `web`: Dockerfile `dockerfiles/web/Dockerfile` not found"),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn check_paths_says_where_the_images_came_from() {
+        let dir = tempfile::tempdir().unwrap();
+        let cases = [
+            (
+                parse("[[image]]\nname = \"app\"\n").unwrap(),
+                "ecrship.toml line 1: image `app`: Dockerfile `Dockerfile` not found",
+            ),
+            (
+                Config::parse(EMBEDDED, Origin::Embedded).unwrap(),
+                "the built-in seed layout: image `app`: Dockerfile `dockerfiles/app/Dockerfile` not found \
+                 (with no ecrship.toml, ecrship expects dockerfiles/{app,web,log}; write an ecrship.toml to describe other images)",
+            ),
+            (
+                parse("[tag]\nlength = 8\n").unwrap(),
+                "ecrship.toml: image `app`: Dockerfile `dockerfiles/app/Dockerfile` not found \
+                 (ecrship.toml has no [[image]], so ecrship builds the built-in seed layout and expects dockerfiles/{app,web,log}; \
+                 add [[image]] entries to describe other images)",
+            ),
+        ];
+        for (config, want) in cases {
+            assert_eq!(
+                config.check_paths(dir.path()).unwrap_err().to_string(),
+                want
+            );
+        }
     }
 
     #[test]

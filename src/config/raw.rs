@@ -118,16 +118,22 @@ pub(super) struct RawConfig {
     tag: TagConfig,
     #[serde(default)]
     artifacts: RawArtifacts,
-    #[serde(default)]
-    pub image: Vec<Spanned<RawImage>>,
+    /// `None` when the file has no `[[image]]`: then it takes the built-in layout's.
+    pub image: Option<Vec<Spanned<RawImage>>>,
     deploy: Option<Spanned<RawDeploy>>,
     #[serde(default)]
     source: RawSource,
 }
 
 impl RawConfig {
-    /// Validates everything but the `[[image]]` entries, which `images` are, checked.
-    pub fn check(self, file: &Text, images: Vec<Image>) -> Result<Config, ConfigError> {
+    /// Validates everything but the `[[image]]` entries: `images` are those, checked, and
+    /// `images_origin` says where they came from (the built-in layout when the file has none).
+    pub fn check(
+        self,
+        file: &Text,
+        images: Vec<Image>,
+        images_origin: Origin,
+    ) -> Result<Config, ConfigError> {
         let at = |span: Option<Span>, message: String| file.error(span, message);
         let reuse_max_age = match &self.reuse_max_age {
             Some(age) => parse_duration(age.get_ref()).map_err(|m| {
@@ -167,10 +173,20 @@ impl RawConfig {
             })?;
         let image_detail = match artifacts.image_detail {
             Some(name) if !images.iter().any(|i| &i.name == name.get_ref()) => {
+                let builtin = if images_origin == *file.origin {
+                    String::new()
+                } else {
+                    let names: Vec<&str> = images.iter().map(|i| i.name.as_str()).collect();
+                    format!(
+                        " ({} has no [[image]], so its images are the built-in seed layout's: {})",
+                        file.origin,
+                        names.join(", ")
+                    )
+                };
                 return Err(at(
                     Some(name.span()),
                     format!(
-                        "image_detail names `{}`, which is not an image of this config",
+                        "image_detail names `{}`, which is not an image of this config{builtin}",
                         name.get_ref()
                     ),
                 ));
@@ -213,6 +229,7 @@ impl RawConfig {
             image_detail,
             reuse_max_age,
             images,
+            images_origin,
             deploy,
             source,
         })
@@ -600,7 +617,7 @@ mod tests {
                 "registry = \"https://x\"\n[[image]]\nname = \"app\"\n",
                 &["line 1", "`https://x`"],
             ),
-            ("", &["no images"]),
+            ("image = []\n", &["no images"]),
             (
                 "[artifacts]\nimage_detail = \"nope\"\n[[image]]\nname = \"app\"\n",
                 &["line 2", "`nope`"],
@@ -730,6 +747,19 @@ mod tests {
         for (message, want) in cases {
             assert_eq!(in_words(message), want, "{message:?}");
         }
+    }
+
+    #[test]
+    fn image_detail_names_the_seed_layouts_images() {
+        assert_eq!(
+            error("[artifacts]\nimage_detail = \"api\"\n"),
+            "ecrship.toml line 2: image_detail names `api`, which is not an image of this config \
+             (ecrship.toml has no [[image]], so its images are the built-in seed layout's: app, web, log)"
+        );
+        assert_eq!(
+            error("[artifacts]\nimage_detail = \"api\"\n[[image]]\nname = \"app\"\n"),
+            "ecrship.toml line 2: image_detail names `api`, which is not an image of this config"
+        );
     }
 
     #[test]
