@@ -23,6 +23,8 @@ pub enum Source {
     File { path: String },
 }
 
+/// What a source reads, as `plan` lists it after the argument's name (`MIX_ENV (env MIX_ENV,
+/// optional)`): never a literal's value.
 impl fmt::Display for Source {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -30,7 +32,7 @@ impl fmt::Display for Source {
             Source::Env { name, optional } => {
                 write!(f, "env {name}")?;
                 if *optional {
-                    f.write_str(" (optional)")?;
+                    f.write_str(", optional")?;
                 }
                 Ok(())
             }
@@ -115,7 +117,41 @@ impl<'de> Deserialize<'de> for Source {
 
 #[cfg(test)]
 mod tests {
+    use super::Source;
     use crate::config::tests::error;
+
+    #[test]
+    fn display_names_what_is_read_never_a_value() {
+        let env = |optional| Source::Env {
+            name: "MIX_ENV".into(),
+            optional,
+        };
+        let cases = [
+            (
+                Source::Literal {
+                    value: "hunter2".into(),
+                },
+                "literal",
+            ),
+            (env(false), "env MIX_ENV"),
+            (env(true), "env MIX_ENV, optional"),
+            (
+                Source::Ssm {
+                    name: "/app/KEY".into(),
+                },
+                "ssm /app/KEY",
+            ),
+            (
+                Source::File {
+                    path: "secrets/skb".into(),
+                },
+                "file secrets/skb",
+            ),
+        ];
+        for (source, want) in cases {
+            assert_eq!(source.to_string(), want);
+        }
+    }
 
     #[test]
     fn errors_name_file_line_and_value() {
