@@ -656,7 +656,8 @@ mod tests {
     #[test]
     fn report_shows_sources_never_literal_values() {
         let config = Config::parse(
-            "[[image]]\nname = \"app\"\n[image.build_args]\nA = \"hunter2\"\nB = { ssm = \"/p/B\" }\n",
+            "[[image]]\nname = \"app\"\n[image.build_args]\nA = \"hunter2\"\nB = { ssm = \"/p/B\" }\n\
+             C = { env = \"C\", optional = true }\n",
             Origin::Embedded,
         )
         .unwrap();
@@ -677,7 +678,14 @@ mod tests {
             assert!(!out.contains("hunter2"), "{out}");
             assert!(out.contains("/p/B"), "{out}");
         }
-        assert!(text.contains("A (literal), B (ssm /p/B)"), "{text}");
+        assert!(
+            text.contains("A (literal), B (ssm /p/B), C (env C, optional)"),
+            "{text}"
+        );
+        assert!(
+            json.contains(r#""C":{"from":"env","name":"C","optional":true}"#),
+            "{json}"
+        );
     }
 
     fn plan_of(text: &str, only: Option<&str>) -> Plan {

@@ -1,0 +1,96 @@
+//! The grammars of config values that are not names (image, repository, tag, bucket and ECS
+//! names are `reference.rs`'s): relative paths, and durations such as `reuse_max_age`.
+
+/// A duration written as a number and a unit: `90s`, `30m`, `12h`, `7d`, `2w`.
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| "write a number and a unit: 90s, 30m, 12h, 7d or 2w".to_string())?;
+    let seconds = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        "w" => 7 * 86_400,
+        _ => return Err("the unit must be s, m, h, d or w (e.g. 7d)".into()),
+    };
+    number
+        .checked_mul(seconds)
+        .map(std::time::Duration::from_secs)
+        .ok_or_else(|| "too long".to_string())
+}
+
+/// Normalizes a relative path as Go's `filepath.Clean` would, and refuses paths that are absolute
+/// or climb out of the project root.
+pub fn clean_relative(path: &str) -> Result<String, String> {
+    if path.is_empty() {
+        return Err("the path is empty".into());
+    }
+    if path.starts_with('/') || path.contains('\\') {
+        return Err(format!(
+            "`{path}` must be a relative path with `/` separators"
+        ));
+    }
+    let mut parts: Vec<&str> = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                if parts.pop().is_none() {
+                    return Err(format!("`{path}` leaves the project root"));
+                }
+            }
+            p => parts.push(p),
+        }
+    }
+    Ok(if parts.is_empty() {
+        ".".into()
+    } else {
+        parts.join("/")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(
+            parse_duration("90s"),
+            Ok(std::time::Duration::from_secs(90))
+        );
+        assert_eq!(
+            parse_duration("7d"),
+            Ok(std::time::Duration::from_secs(604_800))
+        );
+        assert_eq!(
+            parse_duration("2w"),
+            Ok(std::time::Duration::from_secs(1_209_600))
+        );
+        for bad in ["", "7", "d", "7y", "-1d", "99999999999999999999d"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn clean_paths() {
+        let cases = [
+            ("./a/../b", "b"),
+            ("foo/", "foo"),
+            (".", "."),
+            ("a//b/./c", "a/b/c"),
+            ("a/..", "."),
+        ];
+        for (input, want) in cases {
+            assert_eq!(clean_relative(input).as_deref(), Ok(want), "{input}");
+        }
+        assert!(clean_relative("a/../../b").is_err());
+        assert!(clean_relative("/abs").is_err());
+    }
+}
