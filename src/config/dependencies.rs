@@ -1,8 +1,8 @@
 //! `depends_on`: an image built after others of the same config, which it gets as build args
 //! (see `plan.rs`). The names must be images of the config, never the image itself, and form no
-//! cycle.
+//! cycle ([`crate::order`], the one ordering the plan and the run take too).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use super::Image;
 
@@ -32,7 +32,14 @@ pub(super) fn check(images: &[Image]) -> Result<(), (usize, String)> {
             }
         }
     }
-    if let Some(cycle) = find_cycle(images) {
+    let names: Vec<&str> = images.iter().map(|i| i.name.as_str()).collect();
+    let depends_on = |name: &str| {
+        images
+            .iter()
+            .find(|i| i.name == name)
+            .map_or(&[][..], |i| i.depends_on.as_slice())
+    };
+    if let Err(cycle) = crate::order::groups(&names, depends_on) {
         let line = images
             .iter()
             .find(|i| i.name == cycle[0])
@@ -43,46 +50,6 @@ pub(super) fn check(images: &[Image]) -> Result<(), (usize, String)> {
         ));
     }
     Ok(())
-}
-
-/// A dependency cycle, as the names along it with the first repeated at the end.
-fn find_cycle(images: &[Image]) -> Option<Vec<String>> {
-    fn visit<'a>(
-        name: &'a str,
-        images: &'a [Image],
-        state: &mut HashMap<&'a str, u8>,
-        path: &mut Vec<&'a str>,
-    ) -> Option<Vec<String>> {
-        match state.get(name) {
-            Some(2) => return None,
-            Some(1) => {
-                let start = path.iter().position(|n| *n == name).unwrap_or(0);
-                let mut cycle: Vec<String> = path[start..].iter().map(|n| n.to_string()).collect();
-                cycle.push(name.to_owned());
-                return Some(cycle);
-            }
-            _ => {}
-        }
-        state.insert(name, 1);
-        path.push(name);
-        let deps = images
-            .iter()
-            .find(|i| i.name == name)
-            .map(|i| i.depends_on.as_slice())
-            .unwrap_or_default();
-        for dep in deps {
-            if let Some(cycle) = visit(dep, images, state, path) {
-                return Some(cycle);
-            }
-        }
-        path.pop();
-        state.insert(name, 2);
-        None
-    }
-    let mut state = HashMap::new();
-    images
-        .iter()
-        .find_map(|image| visit(&image.name, images, &mut state, &mut Vec::new()))
 }
 
 #[cfg(test)]

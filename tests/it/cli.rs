@@ -97,6 +97,33 @@ fn tag_works_in_a_folder_without_images() {
     assert_eq!(out.stdout, "dev\n");
 }
 
+/// A config that only tunes the tag chain keeps the built-in images: `tag` needs none of them.
+#[test]
+fn a_config_of_the_tag_chain_alone_is_a_config() {
+    let test = Test::new()
+        .file("ecrship.toml", "[tag]\nlength = 8\n")
+        .file(".git-commit-hash", "0123456789abcdef\n");
+    let out = test.run_with(["tag"]);
+    out.assert_success();
+    assert_eq!(out.stdout, "01234567\n");
+    let plan = seed_layout()
+        .file("ecrship.toml", "[tag]\nlength = 8\n")
+        .file(".git-commit-hash", "0123456789abcdef\n")
+        .env("ECRSHIP_REGISTRY", "r.example")
+        .args(["plan", "--output", "json"])
+        .run();
+    plan.assert_success();
+    let json = plan.json();
+    assert_eq!(json["tag"]["value"], "01234567");
+    let names: Vec<&str> = json["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["app", "web", "log"]);
+}
+
 #[test]
 fn plan_shows_the_seed_layout_and_writes_nothing() {
     let test = seed_layout()
@@ -218,7 +245,12 @@ fn config_errors_name_file_line_and_value() {
             "[[image]]\nname = \"app\"\nrepository = \"My_App\"\n",
             &["line 3", "`My_App`"],
         ),
-        ("no images", "registry = \"r.example\"\n", &["no images"]),
+        ("no images", "image = []\n", &["no images"]),
+        (
+            "no [[image]]: the seed layout, whose folders are not here",
+            "registry = \"r.example\"\n",
+            &["has no [[image]]", "dockerfiles/app/Dockerfile"],
+        ),
         (
             "leaves root",
             "[[image]]\nname = \"app\"\ncontext = \"../elsewhere\"\n",
