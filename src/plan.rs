@@ -7,7 +7,7 @@ use std::fmt;
 use serde::Serialize;
 
 use crate::artifacts;
-use crate::config::{Config, Image, Source};
+use crate::config::{Config, Image, ValueSource};
 use crate::reference::{Platform, Reference, ReferenceError};
 use crate::tag::Tag;
 
@@ -140,8 +140,8 @@ pub struct PlannedImage {
     pub target: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub platform: Option<Platform>,
-    pub build_args: BTreeMap<String, Source>,
-    pub secrets: BTreeMap<String, Source>,
+    pub build_args: BTreeMap<String, ValueSource>,
+    pub secrets: BTreeMap<String, ValueSource>,
     pub labels: BTreeMap<String, String>,
     /// Whether an image with the same inputs in the registry may be reused.
     pub reuse: bool,
@@ -290,7 +290,7 @@ impl Plan {
             .iter()
             .flat_map(|i| i.build_args.values().chain(i.secrets.values()))
             .filter_map(|s| match s {
-                Source::Ssm { name } => Some(name.clone()),
+                ValueSource::Ssm { name } => Some(name.clone()),
                 _ => None,
             })
             .collect()
@@ -493,7 +493,7 @@ impl fmt::Display for PlanReport<'_> {
                     .collect();
                 writeln!(f, "  depends on  {}", args.join(", "))?;
             }
-            let list = |m: &BTreeMap<String, Source>| {
+            let list = |m: &BTreeMap<String, ValueSource>| {
                 m.iter()
                     .map(|(k, v)| format!("{k} ({v})"))
                     .collect::<Vec<_>>()

@@ -8,7 +8,7 @@ use std::fmt;
 
 use serde::Serialize;
 
-use crate::config::{Config, DeployConfig, Source};
+use crate::config::{Config, DeployConfig, ValueSource};
 use crate::plan::ecr_registry;
 
 /// The policy language version every document uses.
@@ -175,7 +175,7 @@ pub fn policy(config: &Config, scope: &PolicyInput, create_repositories: bool) -
             .iter()
             .flat_map(|image| image.build_args.values().chain(image.secrets.values()))
             .filter_map(|source| match source {
-                Source::Ssm { name } => Some(parameter_arn(name, scope)),
+                ValueSource::Ssm { name } => Some(parameter_arn(name, scope)),
                 _ => None,
             }),
     );

@@ -252,10 +252,10 @@ pub(super) fn options(config: &Config, plan: &Plan, request: &Request<'_>) -> Op
 /// An SSM parameter that could not be fetched, said of the first image, build arg or secret
 /// that reads it, with its line in the config.
 fn ssm_error(config: &Config, plan: &Plan, parameter: &str, error: aws::AwsError) -> Error {
-    let reads = |sources: &BTreeMap<String, config::Source>| {
+    let reads = |sources: &BTreeMap<String, config::ValueSource>| {
         sources
             .iter()
-            .find(|(_, s)| matches!(s, config::Source::Ssm { name } if name == parameter))
+            .find(|(_, s)| matches!(s, config::ValueSource::Ssm { name } if name == parameter))
             .map(|(arg, _)| arg.clone())
     };
     let user = plan.images.iter().find_map(|image| {

@@ -8,7 +8,7 @@
 //! their parts) and the steps that make it. [`Config::parse`] hands the text to `raw`, which
 //! deserializes it into structs that keep each value's span, with toml's errors turned into a
 //! line and a key, and validates them into the checked types, spans into lines; `source` is how
-//! a build arg or secret names its [`Source`]; `value` holds the grammars of relative paths and
+//! a build arg or secret names its [`ValueSource`]; `value` holds the grammars of relative paths and
 //! durations; `dependencies` checks the `depends_on` graph once every image is known.
 //!
 //! The images come from the file's `[[image]]` entries, which replace the built-in seed layout's
@@ -18,8 +18,8 @@
 
 mod dependencies;
 mod raw;
-mod source;
 mod value;
+mod value_source;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -27,8 +27,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-pub use self::source::Source;
 pub use self::value::{clean_relative, parse_duration};
+pub use self::value_source::ValueSource;
 use crate::context::Builder;
 use crate::reference::Platform;
 
@@ -128,8 +128,8 @@ pub struct Image {
     pub target: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub platform: Option<Platform>,
-    pub build_args: BTreeMap<String, Source>,
-    pub secrets: BTreeMap<String, Source>,
+    pub build_args: BTreeMap<String, ValueSource>,
+    pub secrets: BTreeMap<String, ValueSource>,
     pub labels: BTreeMap<String, String>,
     /// Whether an image with the same inputs in the registry is reused instead of built.
     pub reuse: bool,
@@ -450,26 +450,26 @@ team = "web"
         );
         assert_eq!(
             app.build_args["MIX_ENV"],
-            Source::Env {
+            ValueSource::Env {
                 name: "MIX_ENV".into(),
                 optional: false
             }
         );
         assert_eq!(
             app.build_args["KEY"],
-            Source::Ssm {
+            ValueSource::Ssm {
                 name: "/app/prod/KEY".into()
             }
         );
         assert_eq!(
             app.build_args["PLAIN"],
-            Source::Literal {
+            ValueSource::Literal {
                 value: "prod".into()
             }
         );
         assert_eq!(
             app.secrets["SECRET_KEY_BASE"],
-            Source::File {
+            ValueSource::File {
                 path: "secrets/skb".into()
             }
         );

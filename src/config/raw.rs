@@ -12,8 +12,8 @@ use toml::Spanned;
 
 use super::value::clean_relative;
 use super::{
-    Config, ConfigError, DEFAULT_REUSE_MAX_AGE, DeployConfig, Image, Located, Origin, Source,
-    SourceConfig, SourceLines, TagConfig, parse_duration,
+    Config, ConfigError, DEFAULT_REUSE_MAX_AGE, DeployConfig, Image, Located, Origin, SourceConfig,
+    SourceLines, TagConfig, ValueSource, parse_duration,
 };
 use crate::context::Builder;
 use crate::reference::{
@@ -338,9 +338,9 @@ pub(super) struct RawImage {
     target: Option<String>,
     platform: Option<Spanned<String>>,
     #[serde(default)]
-    build_args: BTreeMap<String, Spanned<Source>>,
+    build_args: BTreeMap<String, Spanned<ValueSource>>,
     #[serde(default)]
-    secrets: BTreeMap<String, Spanned<Source>>,
+    secrets: BTreeMap<String, Spanned<ValueSource>>,
     #[serde(default)]
     labels: BTreeMap<String, String>,
     reuse: Option<bool>,
@@ -411,16 +411,16 @@ impl RawImage {
                     format!("`{key}` is not a valid build argument or secret name"),
                 ));
             }
-            if let Source::File { path } = source.get_ref() {
+            if let ValueSource::File { path } = source.get_ref() {
                 clean_relative(path)
                     .map_err(|m| fail(source.span(), format!("{key}: file: {m}")))?;
             }
         }
-        let unspan = |m: BTreeMap<String, Spanned<Source>>| -> BTreeMap<String, Source> {
+        let unspan = |m: BTreeMap<String, Spanned<ValueSource>>| -> BTreeMap<String, ValueSource> {
             m.into_iter().map(|(k, v)| (k, v.into_inner())).collect()
         };
         // Byte offsets for now: `Text::images` turns them into lines.
-        let offsets = |m: &BTreeMap<String, Spanned<Source>>| -> BTreeMap<String, usize> {
+        let offsets = |m: &BTreeMap<String, Spanned<ValueSource>>| -> BTreeMap<String, usize> {
             m.iter().map(|(k, v)| (k.clone(), v.span().start)).collect()
         };
         let source_lines = SourceLines {

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use crate::config::Source;
+use crate::config::ValueSource;
 use crate::context::{self, Builder, ContextSpec, SyncedContext};
 use crate::error::Error;
 use crate::inputs::{self, ArgValue, ContextDigests, Inputs, Parts};
@@ -235,7 +235,7 @@ fn resolve_sources(
     root: &Path,
     image: &PlannedImage,
     kind: &str,
-    sources: &BTreeMap<String, Source>,
+    sources: &BTreeMap<String, ValueSource>,
     options: &Options,
     env: &Resources<'_>,
 ) -> Result<Vec<(String, String)>, Error> {
@@ -243,8 +243,8 @@ fn resolve_sources(
     let mut values = Vec::with_capacity(sources.len());
     for (name, source) in sources {
         let value = match source {
-            Source::Literal { value } => Some(value.clone()),
-            Source::Env {
+            ValueSource::Literal { value } => Some(value.clone()),
+            ValueSource::Env {
                 name: var,
                 optional,
             } => match (env.env)(var) {
@@ -256,11 +256,11 @@ fn resolve_sources(
                     )));
                 }
             },
-            Source::File { path } => Some(
+            ValueSource::File { path } => Some(
                 std::fs::read_to_string(root.join(path))
                     .map_err(|e| bad(format!("{kind} `{name}`: cannot read file `{path}`: {e}")))?,
             ),
-            Source::Ssm { name: parameter } => match env.ssm.get(parameter) {
+            ValueSource::Ssm { name: parameter } => match env.ssm.get(parameter) {
                 Some(secret) => Some(secret.expose().to_owned()),
                 None if !options.dry_run => {
                     let message =
@@ -295,7 +295,7 @@ fn build_args(
     let args = resolve_sources(root, image, "build arg", &image.build_args, options, env)?;
     let mut out = Vec::with_capacity(args.len());
     for (name, value) in args {
-        let from_ssm = matches!(image.build_args.get(&name), Some(Source::Ssm { .. }));
+        let from_ssm = matches!(image.build_args.get(&name), Some(ValueSource::Ssm { .. }));
         let secret = from_ssm || crate::secret::looks_secret(&name);
         if secret {
             crate::secret::register(&value);
@@ -375,25 +375,9 @@ fn labels(
     labels.into_iter().collect()
 }
 
-/// RFC 3339 UTC time, as the OCI `created` annotation wants it.
+/// RFC 3339 UTC time to the second, as the OCI `created` annotation wants it.
 pub fn rfc3339(time: SystemTime) -> String {
-    let secs = time
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    let (h, m, s) = (rem / 3600, rem % 3600 / 60, rem % 60);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{d:02}T{h:02}:{m:02}:{s:02}Z")
+    chrono::DateTime::<chrono::Utc>::from(time).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 /// The labels that carry the inputs digest and its parts, for a build.

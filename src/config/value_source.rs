@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 /// Where a build argument or secret takes its value from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "from", rename_all = "lowercase")]
-pub enum Source {
+pub enum ValueSource {
     /// A value written in the config. Never printed: it may be anything.
     Literal {
         #[serde(skip)]
@@ -25,41 +25,41 @@ pub enum Source {
 
 /// What a source reads, as `plan` lists it after the argument's name (`MIX_ENV (env MIX_ENV,
 /// optional)`): never a literal's value.
-impl fmt::Display for Source {
+impl fmt::Display for ValueSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Source::Literal { .. } => f.write_str("literal"),
-            Source::Env { name, optional } => {
+            ValueSource::Literal { .. } => f.write_str("literal"),
+            ValueSource::Env { name, optional } => {
                 write!(f, "env {name}")?;
                 if *optional {
                     f.write_str(", optional")?;
                 }
                 Ok(())
             }
-            Source::Ssm { name } => write!(f, "ssm {name}"),
-            Source::File { path } => write!(f, "file {path}"),
+            ValueSource::Ssm { name } => write!(f, "ssm {name}"),
+            ValueSource::File { path } => write!(f, "file {path}"),
         }
     }
 }
 
-impl<'de> Deserialize<'de> for Source {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Source, D::Error> {
+impl<'de> Deserialize<'de> for ValueSource {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<ValueSource, D::Error> {
         struct SourceVisitor;
         impl<'de> Visitor<'de> for SourceVisitor {
-            type Value = Source;
+            type Value = ValueSource;
 
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str("a string, or a table with one of `env`, `ssm`, `file`")
             }
 
-            fn visit_str<E: de::Error>(self, value: &str) -> Result<Source, E> {
-                Ok(Source::Literal {
+            fn visit_str<E: de::Error>(self, value: &str) -> Result<ValueSource, E> {
+                Ok(ValueSource::Literal {
                     value: value.to_owned(),
                 })
             }
 
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Source, A::Error> {
-                let mut found: Option<Source> = None;
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ValueSource, A::Error> {
+                let mut found: Option<ValueSource> = None;
                 let mut optional = None;
                 while let Some(key) = map.next_key::<String>()? {
                     let source = match key.as_str() {
@@ -67,14 +67,14 @@ impl<'de> Deserialize<'de> for Source {
                             optional = Some(map.next_value::<bool>()?);
                             continue;
                         }
-                        "env" => Source::Env {
+                        "env" => ValueSource::Env {
                             name: map.next_value()?,
                             optional: false,
                         },
-                        "ssm" => Source::Ssm {
+                        "ssm" => ValueSource::Ssm {
                             name: map.next_value()?,
                         },
-                        "file" => Source::File {
+                        "file" => ValueSource::File {
                             path: map.next_value()?,
                         },
                         other => {
@@ -90,7 +90,7 @@ impl<'de> Deserialize<'de> for Source {
                 }
                 match (found, optional) {
                     (None, _) => Err(de::Error::custom("expected one of `env`, `ssm`, `file`")),
-                    (Some(Source::Env { name, .. }), optional) => Ok(Source::Env {
+                    (Some(ValueSource::Env { name, .. }), optional) => Ok(ValueSource::Env {
                         name,
                         optional: optional.unwrap_or(false),
                     }),
@@ -99,8 +99,8 @@ impl<'de> Deserialize<'de> for Source {
                     )),
                     (Some(source), None) => {
                         let name = match &source {
-                            Source::Ssm { name } => name,
-                            Source::File { path } => path,
+                            ValueSource::Ssm { name } => name,
+                            ValueSource::File { path } => path,
                             _ => unreachable!("env and literal handled above"),
                         };
                         if name.trim().is_empty() {
@@ -117,18 +117,18 @@ impl<'de> Deserialize<'de> for Source {
 
 #[cfg(test)]
 mod tests {
-    use super::Source;
+    use super::ValueSource;
     use crate::config::tests::error;
 
     #[test]
     fn display_names_what_is_read_never_a_value() {
-        let env = |optional| Source::Env {
+        let env = |optional| ValueSource::Env {
             name: "MIX_ENV".into(),
             optional,
         };
         let cases = [
             (
-                Source::Literal {
+                ValueSource::Literal {
                     value: "hunter2".into(),
                 },
                 "literal",
@@ -136,13 +136,13 @@ mod tests {
             (env(false), "env MIX_ENV"),
             (env(true), "env MIX_ENV, optional"),
             (
-                Source::Ssm {
+                ValueSource::Ssm {
                     name: "/app/KEY".into(),
                 },
                 "ssm /app/KEY",
             ),
             (
-                Source::File {
+                ValueSource::File {
                     path: "secrets/skb".into(),
                 },
                 "file secrets/skb",
