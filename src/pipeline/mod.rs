@@ -20,6 +20,7 @@ mod finish;
 pub mod list;
 mod prepare;
 mod push;
+mod request;
 mod reuse;
 mod run;
 mod sources;
@@ -207,7 +208,11 @@ fn done_sorted(mut done: Vec<(usize, Arc<Done>)>) -> Vec<(usize, Arc<Done>)> {
 
 /// Why a run will not reuse images, or `None` when it may: said once for the run, and, in
 /// short, for each image built.
-fn why_no_reuse(options: &Options, env: &Resources<'_>) -> Option<(String, String)> {
+fn why_no_reuse(
+    options: &Options,
+    registry: bool,
+    no_registry: Option<&str>,
+) -> Option<(String, String)> {
     let (said, short) = if options.dry_run {
         (
             "dry-run: the registry is not asked for images to reuse; every image is built".into(),
@@ -225,11 +230,12 @@ fn why_no_reuse(options: &Options, env: &Resources<'_>) -> Option<(String, Strin
             "--pull: every image is built, with its base images pulled again".into(),
             "--pull",
         )
-    } else if env.target.is_none() {
+    } else if !registry {
         (
-            env.no_target.clone().unwrap_or_else(|| {
-                "no registry to ask for images to reuse; every image is built".into()
-            }),
+            no_registry.map_or_else(
+                || "no registry to ask for images to reuse; every image is built".to_owned(),
+                str::to_owned,
+            ),
             "no registry was asked",
         )
     } else {
@@ -242,5 +248,72 @@ pub(crate) fn image_error(image: &PlannedImage, source: Error) -> Error {
     Error::Image {
         image: image.name.clone(),
         source: Box::new(source),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options() -> Options {
+        Options {
+            steps: Steps::Release,
+            dry_run: false,
+            jobs: 1,
+            builder: Builder::BuildKit,
+            no_cache: false,
+            pull: false,
+            rebuild: false,
+            pin_digest: false,
+            max_age: Duration::from_secs(7 * 86_400),
+        }
+    }
+
+    #[test]
+    fn a_run_says_once_why_it_reuses_nothing() {
+        assert_eq!(why_no_reuse(&options(), true, None), None);
+        let short =
+            |o: Options, registry: bool| why_no_reuse(&o, registry, Some("no AWS")).map(|(_, s)| s);
+        let cases = [
+            (
+                Options {
+                    dry_run: true,
+                    ..options()
+                },
+                true,
+                "dry-run",
+            ),
+            (
+                Options {
+                    rebuild: true,
+                    ..options()
+                },
+                true,
+                "--rebuild",
+            ),
+            (
+                Options {
+                    no_cache: true,
+                    ..options()
+                },
+                true,
+                "--no-cache",
+            ),
+            (
+                Options {
+                    pull: true,
+                    ..options()
+                },
+                true,
+                "--pull",
+            ),
+            (options(), false, "no registry was asked"),
+        ];
+        for (o, registry, want) in cases {
+            assert_eq!(short(o, registry).as_deref(), Some(want));
+        }
+        let (said, _) =
+            why_no_reuse(&options(), false, Some("no AWS: the region is unset")).unwrap();
+        assert_eq!(said, "no AWS: the region is unset");
     }
 }

@@ -9,7 +9,6 @@ use futures_util::{StreamExt, TryStreamExt, stream};
 use tokio::sync::watch;
 
 use crate::context::Builder;
-use crate::docker::BuildRequest;
 use crate::error::Error;
 use crate::plan::{Plan, PlannedBuild, PlannedImage};
 use crate::reference::{Platform, Reference};
@@ -17,7 +16,7 @@ use crate::view::State;
 
 use super::{
     Action, Destination, Done, Options, Resources, Steps, Summary, Unit, bases, build, done_sorted,
-    finish, image_error, prepare, push, reuse, state, summary_of, units, why_no_reuse,
+    finish, image_error, prepare, push, request, reuse, state, summary_of, units, why_no_reuse,
     write_artifacts,
 };
 
@@ -36,7 +35,7 @@ pub(super) async fn build_all(
         Arc::clone(&jobs[index.unwrap_or_default()])
     };
     let pushing = options.steps == Steps::Release && !options.dry_run;
-    let no_reuse = why_no_reuse(options, env);
+    let no_reuse = why_no_reuse(options, env.target.is_some(), env.no_target.as_deref());
     if let Some((why, _)) = &no_reuse {
         tracing::info!("{why}");
     }
@@ -299,11 +298,30 @@ impl Run<'_> {
             self.fetch_dependency(image, &label, dep).await?;
         }
         view.state(&label, State::Building);
-        let mut request = self.request(image, build, job, &parts, &deps, &absent);
+        let dependencies: Vec<(String, String)> = deps
+            .iter()
+            .map(|d| (d.arg.clone(), d.local_name.clone()))
+            .collect();
+        let job_args = request::JobArgs {
+            build_args: &job.build_args,
+            labels: &job.labels,
+            secrets: &job.secrets,
+            dockerfile: job.context.dockerfile_name(),
+        };
+        let facts = self.facts();
+        let mut request = request::request(
+            image,
+            build,
+            &job_args,
+            &parts,
+            &dependencies,
+            &absent,
+            &facts,
+        );
         if let Some(target) = self.env.target
             && self.options.builder == Builder::Classic
         {
-            let sources = self.cache_sources(image, build, &absent);
+            let sources = request::cache_sources(image, build, &absent, &facts);
             request.cache_from = self.classic_cache(&label, build, &sources, target).await;
         }
         if analysis.for_builder.is_some() {
@@ -491,98 +509,16 @@ impl Run<'_> {
         Ok(())
     }
 
-    /// The build request of one unit.
-    fn request(
-        &self,
-        image: &PlannedImage,
-        build: &PlannedBuild,
-        job: &prepare::Job,
-        parts: &crate::inputs::Parts,
-        deps: &[Dependency],
-        absent: &[String],
-    ) -> BuildRequest {
-        let mut build_args: Vec<(String, String)> = Vec::new();
-        // A dependency's arg first, so that an explicit build arg of the same name wins.
-        for dep in deps {
-            build_args.push((dep.arg.clone(), dep.local_name.clone()));
-        }
-        build_args.extend(
-            job.build_args
-                .iter()
-                .map(|(name, value, _)| (name.clone(), value.clone())),
-        );
-        let target = self.env.target;
-        if self.options.builder == Builder::BuildKit {
-            // Records inline cache in the image's config for the next run's `cachefrom`.
-            build_args.push(("BUILDKIT_INLINE_CACHE".into(), "1".into()));
-        }
-        let cache_from = if target.is_some() && !self.options.no_cache {
-            self.cache_sources(image, build, absent)
-                .iter()
-                .map(Reference::to_string)
-                .collect()
-        } else {
-            Vec::new()
-        };
-        let mut labels = job.labels.clone();
-        labels.extend(prepare::inputs_labels(parts));
-        // The classic builder's cache (Docker 20.10) matches steps without their platform: after
-        // an arm64 build, an amd64 build of the same steps can get the arm64 image. A classic
-        // build of another platform than the daemon's, or of a multi-platform image, takes no
-        // cache.
-        let cross = self.options.builder == Builder::Classic
-            && (!image.platforms.is_empty()
-                || build
-                    .platform
-                    .as_ref()
-                    .is_some_and(|p| !p.to_string().starts_with(self.env.daemon.platform())));
-        if cross {
-            tracing::info!(
-                "[{}] classic builder: no build cache for {} on a {} daemon",
-                image.name,
-                build.platform.clone().unwrap_or_default(),
-                self.env.daemon.platform()
-            );
-        }
-        BuildRequest {
-            tags: build.local_tags.clone(),
-            dockerfile: job.context.dockerfile_name().to_owned(),
-            build_args,
-            labels,
-            target: image.target.clone(),
-            platform: build.platform.clone(),
+    /// What a build request of this run depends on besides the image.
+    fn facts(&self) -> request::Facts<'_> {
+        request::Facts {
             builder: self.options.builder,
-            no_cache: self.options.no_cache || cross,
+            no_cache: self.options.no_cache,
             pull: self.options.pull,
-            secrets: job.secrets.clone(),
-            cache_from,
-            credentials: target.map(|t| t.credentials.clone()),
+            daemon_platform: self.env.daemon.platform(),
+            stages_alone: self.env.daemon.api_at_least(reuse::STAGES_ALONE_FROM_API),
+            credentials: self.env.target.map(|t| &t.credentials),
         }
-    }
-
-    /// The images a build takes its cache from: the cache stages, then the last image, less
-    /// those the reuse check found `absent` (a missing one costs BuildKit a failed lookup, and
-    /// the classic builder the daemon's own cache). BuildKit on Docker 27 and later takes the
-    /// stages alone when the registry holds one ([`reuse::stages_alone`]).
-    fn cache_sources(
-        &self,
-        image: &PlannedImage,
-        build: &PlannedBuild,
-        absent: &[String],
-    ) -> Vec<Reference> {
-        let stages = build.cache.iter().map(|c| (&c.tag, &c.uri));
-        let last = image.extra_tags.iter().zip(&image.extra_uris);
-        let mut sources: Vec<Reference> = stages
-            .chain(last)
-            .filter(|(tag, _)| !absent.contains(tag))
-            .map(|(_, uri)| uri.clone())
-            .collect();
-        if self.options.builder == Builder::BuildKit
-            && self.env.daemon.api_at_least(reuse::STAGES_ALONE_FROM_API)
-        {
-            reuse::stages_alone(&mut sources, &build.cache);
-        }
-        sources
     }
 
     /// The classic builder takes `cachefrom` images only from the daemon's store, and once
