@@ -101,6 +101,9 @@ pub enum Progress {
     Plain,
 }
 
+// clap shows these doc comments as the help: `[deploy]` there names a table of ecrship.toml,
+// not a link.
+#[allow(rustdoc::broken_intra_doc_links)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Print the resolved image tag (with -v, where it came from)
@@ -177,6 +180,7 @@ pub enum Command {
     },
 }
 
+#[allow(rustdoc::broken_intra_doc_links)]
 #[derive(Debug, Clone, Args)]
 pub struct SourceObject {
     /// S3 bucket of the pipeline's source stage, versioning on [default: [source] bucket]

@@ -5,12 +5,12 @@
 //! (`pipeline`, `source`, `deploy`), and returns one result, which [`execute`] prints. What a
 //! command may refuse is refused before anything is built, pushed or written.
 //!
-//! - [`tag`]: the resolved tag; [`plan`]: what would be built and pushed; [`policy`]: the IAM
+//! - `tag`: the resolved tag; `plan`: what would be built and pushed; `policy`: the IAM
 //!   policy; all without a daemon or AWS.
-//! - [`release`]: `build`, `push` and `release`, the steps of a run.
-//! - [`manifest`]: the manifest lists of a batch build, from the registry alone.
-//! - [`source`]: the source zip and its upload.
-//! - [`verify`]: the deploy check alone; [`preflight`]: the same check before a push.
+//! - `release`: `build`, `push` and `release`, the steps of a run.
+//! - `manifest`: the manifest lists of a batch build, from the registry alone.
+//! - `source`: the source zip and its upload.
+//! - `verify`: the deploy check alone; `preflight`: the same check before a push.
 
 mod manifest;
 mod plan;

@@ -16,7 +16,7 @@ impl Daemon {
     /// registry 5xx are retried (4 attempts, 0.5 s, 1 s, 2 s apart), auth and naming errors are
     /// not. `on_line` receives the progress worth reading (not every layer's byte count);
     /// `on_bytes` how many bytes of the image's layers have been pushed, out of how many (see
-    /// [`PushedBytes`]), as the daemon reports them.
+    /// `PushedBytes`), as the daemon reports them.
     pub async fn push(
         &self,
         target: &Reference,

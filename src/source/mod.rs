@@ -9,7 +9,7 @@
 //! include`/`exclude`, and any bad input has failed by then; [`crate::aws::s3`] checks the
 //! bucket's versioning, so that a bucket that cannot take the zip fails before it is made;
 //! [`zip`](mod@zip) writes the deterministic archive to a file; [`crate::aws::s3`] uploads it.
-//! [`report`] is what is printed. A dry-run calls no AWS API and keeps the zip (`--out`, default
+//! `report` is what is printed. A dry-run calls no AWS API and keeps the zip (`--out`, default
 //! `src.zip`).
 
 pub mod commit;
