@@ -145,10 +145,10 @@ pub enum Command {
     /// Print the least-privilege IAM policy (JSON) that build and push need for this config
     Policy {
         /// Also allow ecr:CreateRepository (for --create-repositories)
-        #[arg(long)]
+        #[arg(long, env = "ECRSHIP_CREATE_REPOSITORIES")]
         create_repositories: bool,
         /// Print the policy of `ecrship source` instead: s3:PutObject on the zip, s3:GetBucketVersioning on its bucket
-        #[arg(long)]
+        #[arg(long, env = "ECRSHIP_POLICY_SOURCE")]
         source: bool,
         #[command(flatten)]
         object: SourceObject,

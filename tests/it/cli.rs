@@ -367,3 +367,79 @@ fn policy_names_exactly_the_repositories_and_parameters() {
     );
     assert!(out.stderr.contains("kms:Decrypt"), "{out}");
 }
+
+/// The README's table of flags and the command line's definitions say the same: every flag (long
+/// and short) and every environment twin of `cli.rs` is in the table, nothing else is, and every
+/// flag has a twin.
+#[test]
+fn the_readme_lists_every_flag_and_its_environment_twin() {
+    use clap::CommandFactory as _;
+    use std::collections::BTreeSet;
+
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("read README.md");
+    let table: Vec<&str> = readme
+        .lines()
+        .skip_while(|l| !l.starts_with("| flag | env | meaning |"))
+        .skip(2)
+        .take_while(|l| l.starts_with('|'))
+        .collect();
+    assert!(!table.is_empty(), "the README has no table of flags");
+    let (mut documented, mut documented_env) = (BTreeSet::new(), BTreeSet::new());
+    for row in &table {
+        let cells: Vec<&str> = row.split(" | ").collect();
+        for word in cells[0].split(['`', ' ', ',', '|']) {
+            if word.starts_with('-') && word.len() > 1 {
+                documented.insert(word.trim_end_matches('\\').to_owned());
+            }
+        }
+        for word in cells[1].split(['`', '=', ' ']) {
+            if word.starts_with("ECRSHIP_") {
+                documented_env.insert(word.to_owned());
+            }
+        }
+    }
+
+    let (mut defined, mut defined_env, mut without_env) =
+        (BTreeSet::new(), BTreeSet::new(), Vec::new());
+    let cli = ecrship::cli::Cli::command();
+    let commands = std::iter::once(&cli).chain(cli.get_subcommands());
+    for command in commands {
+        for arg in command.get_arguments() {
+            let id = arg.get_id().as_str();
+            if arg.is_positional() || id == "help" || id == "version" {
+                continue;
+            }
+            if let Some(long) = arg.get_long() {
+                defined.insert(format!("--{long}"));
+            }
+            if let Some(short) = arg.get_short() {
+                defined.insert(format!("-{short}"));
+            }
+            match arg.get_env() {
+                Some(env) => {
+                    defined_env.insert(env.to_string_lossy().into_owned());
+                }
+                // -v counts: its twin is read by the printer (ECRSHIP_VERBOSE=1|2).
+                None if id == "verbose" => {
+                    defined_env.insert("ECRSHIP_VERBOSE".to_owned());
+                }
+                None => without_env.push(format!("{} --{}", command.get_name(), id)),
+            }
+        }
+    }
+    // `-vv` is `-v` given twice.
+    documented.remove("-vv");
+    assert_eq!(
+        documented, defined,
+        "flags: README table (left) against cli.rs (right)"
+    );
+    assert_eq!(
+        documented_env, defined_env,
+        "environment twins: README against cli.rs"
+    );
+    assert!(
+        without_env.is_empty(),
+        "flags without an environment twin: {without_env:?}"
+    );
+}
