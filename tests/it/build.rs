@@ -49,9 +49,22 @@ fn image_exists(reference: &str) -> bool {
     response.status == 200
 }
 
+/// Removes what a seed-layout build left on the daemon: `<repo>:<tag>` and the `latest` it
+/// also tags locally. A build cancelled by another's failure can still be tagged by the daemon
+/// after ecrship exits: the removal is tried again for a few seconds.
 fn remove_images(tag: &str) {
-    for repo in ["app", "web", "log"] {
-        let _ = docker_api("DELETE", &format!("/images/{repo}:{tag}?force=1"));
+    for attempt in 0..10 {
+        let mut left = false;
+        for repo in ["app", "web", "log"] {
+            for name in [format!("{repo}:{tag}"), format!("{repo}:latest")] {
+                let _ = docker_api("DELETE", &format!("/images/{name}?force=1"));
+                left |= name.ends_with(tag) && image_exists(&name);
+            }
+        }
+        if !left && attempt > 0 {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
     }
 }
 
