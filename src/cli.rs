@@ -70,6 +70,17 @@ pub struct Global {
     #[arg(long, value_name = "HOST", env = "ECRSHIP_REGISTRY", global = true)]
     pub registry: Option<String>,
 
+    /// Pull an upstream registry's images through a mirror: `docker.io=docker-hub` (an ECR
+    /// pull-through cache prefix of the push registry) or `docker.io=public.ecr.aws/docker`
+    /// (another registry's copies); comma-separated, over [mirror]
+    #[arg(
+        long,
+        value_name = "UPSTREAM=TO",
+        env = "ECRSHIP_MIRROR",
+        global = true
+    )]
+    pub mirror: Option<String>,
+
     /// Build only this platform of multi-platform images, and only the images of this
     /// platform (`linux/amd64` for those without one): one job of a batch build
     #[arg(long, value_name = "OS/ARCH", env = "ECRSHIP_PLATFORM", global = true)]

@@ -8,7 +8,7 @@ use std::fmt;
 
 use serde::Serialize;
 
-use crate::config::{Config, DeployConfig, ValueSource};
+use crate::config::{Config, DeployConfig, ValueSource, Via};
 use crate::plan::ecr_registry;
 
 /// The policy language version every document uses.
@@ -192,6 +192,7 @@ pub fn policy(config: &Config, scope: &PolicyInput, create_repositories: bool) -
              (arn:{partition}:kms:{region}:{account}:key/<key-id>); the AWS-managed key `aws/ssm` needs nothing more"
         ));
     }
+    statement.extend(mirror_statements(config, scope));
     if let Some(deploy) = &config.deploy {
         statement.extend(deploy_statements(deploy, scope));
     }
@@ -216,6 +217,50 @@ pub fn policy(config: &Config, scope: &PolicyInput, create_repositories: bool) -
         },
         notes,
     }
+}
+
+/// What pulling through the `[mirror]` pull-through caches of the push registry needs
+/// (ECR User Guide, "IAM permissions required to sync an upstream registry with a private
+/// registry"): on the repositories under each prefix, the pulls, `ecr:BatchImportUpstreamImage`
+/// (which makes ECR fetch an image it does not hold yet) and `ecr:CreateRepository` (its first
+/// pull creates the repository); and `ecr:DescribePullThroughCacheRules`, which the run reads to
+/// check the rules. That one is a read of the registry's settings, granted on `*` as ECR's
+/// registry-level reads are.
+fn mirror_statements(config: &Config, scope: &PolicyInput) -> Vec<Statement> {
+    let PolicyInput {
+        account,
+        region,
+        partition,
+    } = scope;
+    let prefixes = distinct(config.mirrors.0.iter().filter_map(|m| match &m.via {
+        Via::PullThrough(prefix) => Some(format!(
+            "arn:{partition}:ecr:{region}:{account}:repository/{prefix}/*"
+        )),
+        Via::Prefix { .. } => None,
+    }));
+    if prefixes.is_empty() {
+        return Vec::new();
+    }
+    vec![
+        Statement {
+            sid: "EcrPullThroughCache",
+            effect: "Allow",
+            action: vec![
+                "ecr:BatchCheckLayerAvailability",
+                "ecr:BatchGetImage",
+                "ecr:GetDownloadUrlForLayer",
+                "ecr:BatchImportUpstreamImage",
+                "ecr:CreateRepository",
+            ],
+            resource: prefixes.into(),
+        },
+        Statement {
+            sid: "EcrPullThroughCacheRules",
+            effect: "Allow",
+            action: vec!["ecr:DescribePullThroughCacheRules"],
+            resource: Resource::One("*".to_owned()),
+        },
+    ]
 }
 
 /// What the deploy preflight reads: the service, then its task definition.
@@ -352,6 +397,27 @@ mod tests {
     }
 
     const ECR_HOST: &str = "111122223333.dkr.ecr.eu-west-1.amazonaws.com";
+
+    #[test]
+    fn a_pull_through_mirror_may_import_under_its_prefix_only() {
+        let base = "[[image]]\nname = \"app\"\n";
+        let without = policy(&config(base), &scope("111122223333", "eu-west-1"), false);
+        assert!(statement(&without, "EcrPullThroughCache").is_none());
+        let text = format!(
+            "{base}[mirror]\n\"docker.io\" = {{ pull_through = \"docker-hub\" }}\n\"ghcr.io\" = {{ prefix = \"public.ecr.aws/x\" }}\n"
+        );
+        let with = policy(&config(&text), &scope("111122223333", "eu-west-1"), false);
+        let pull = statement(&with, "EcrPullThroughCache").expect("a statement for the cache");
+        assert!(pull.action.contains(&"ecr:BatchImportUpstreamImage"));
+        assert!(pull.action.contains(&"ecr:CreateRepository"));
+        assert_eq!(
+            pull.resource,
+            Resource::One("arn:aws:ecr:eu-west-1:111122223333:repository/docker-hub/*".into()),
+            "the prefix of the pull-through cache only; another registry's copies need nothing here"
+        );
+        let rules = statement(&with, "EcrPullThroughCacheRules").unwrap();
+        assert_eq!(rules.action, ["ecr:DescribePullThroughCacheRules"]);
+    }
 
     #[test]
     fn scope_resolution_order() {

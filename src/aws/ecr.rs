@@ -152,6 +152,39 @@ fn host_of(endpoint: &str) -> String {
     rest.trim_end_matches('/').to_owned()
 }
 
+/// The repository prefixes of the registry's pull-through cache rules
+/// (`DescribePullThroughCacheRules`), each with the upstream it copies. `registry_id` is the
+/// registry's account when it is not the caller's.
+pub async fn pull_through_rules(
+    config: &SdkConfig,
+    registry_id: Option<&str>,
+) -> Result<Vec<(String, String)>, AwsError> {
+    let client = aws_sdk_ecr::Client::new(config);
+    let call = "ECR DescribePullThroughCacheRules";
+    let mut rules = Vec::new();
+    let mut next: Option<String> = None;
+    loop {
+        let out = client
+            .describe_pull_through_cache_rules()
+            .set_registry_id(registry_id.map(str::to_owned))
+            .set_next_token(next.take())
+            .send()
+            .speaking(call)
+            .await
+            .map_err(|e| call_error(call, &e))?;
+        for rule in out.pull_through_cache_rules() {
+            rules.push((
+                rule.ecr_repository_prefix().unwrap_or_default().to_owned(),
+                rule.upstream_registry_url().unwrap_or_default().to_owned(),
+            ));
+        }
+        match out.next_token() {
+            Some(token) if !token.is_empty() => next = Some(token.to_owned()),
+            _ => return Ok(rules),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

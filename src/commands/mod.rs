@@ -103,7 +103,23 @@ pub fn load_plan(global: &Global, names: &[String]) -> Result<(Config, Plan), Er
         })?),
         None => None,
     };
-    let plan = Plan::new(&config, &images, tag, registry, only_platform.as_ref())
+    let mut plan = Plan::new(&config, &images, tag, registry, only_platform.as_ref())
         .map_err(|e| Error::Usage(e.to_string()))?;
+    plan.mirrors = mirrors(global, std::mem::take(&mut plan.mirrors))?;
     Ok((config, plan))
+}
+
+/// The config's `[mirror]`, with `--mirror` / `ECRSHIP_MIRROR` over it.
+pub fn mirrors(
+    global: &Global,
+    config: crate::config::Mirrors,
+) -> Result<crate::config::Mirrors, Error> {
+    match global.mirror.as_deref().filter(|m| !m.trim().is_empty()) {
+        Some(flag) => {
+            let over = crate::config::Mirrors::from_flag(flag)
+                .map_err(|e| Error::Usage(format!("--mirror / ECRSHIP_MIRROR {e}")))?;
+            Ok(config.overridden_by(over))
+        }
+        None => Ok(config),
+    }
 }

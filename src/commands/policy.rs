@@ -14,7 +14,8 @@ pub fn run(
     create_repositories: bool,
 ) -> Result<PolicyDocument, Error> {
     let root = global.directory.as_path();
-    let config = Config::load(root, global.config.as_deref())?;
+    let mut config = Config::load(root, global.config.as_deref())?;
+    config.mirrors = super::mirrors(global, std::mem::take(&mut config.mirrors))?;
     let policy = if source {
         let (bucket, key) = crate::source::object::resolve(
             object.bucket.as_deref(),

@@ -169,6 +169,9 @@ async fn steps(
             Err(e) => return Err(e),
         },
     };
+    if let (Some(aws), Some(target)) = (&aws, &target) {
+        pull_through_rules(aws, &plan, target).await?;
+    }
     let options = options(&config, &plan, request);
     let view = view(pipeline::labels(&plan));
     let env = |name: &str| std::env::var(name).ok();
@@ -247,6 +250,40 @@ pub(super) fn options(config: &Config, plan: &Plan, request: &Request<'_>) -> Op
         pin_digest: request.push.is_some_and(|p| p.pin_digest),
         max_age: config.reuse_max_age,
     }
+}
+
+/// Each `[mirror]` through an ECR pull-through cache needs its rule in the push registry: a
+/// mirror without one stops the run before anything is built, saying how to create it. A role
+/// that may not read the rules gets a warning, and the run goes on.
+async fn pull_through_rules(
+    aws: &aws_config::SdkConfig,
+    plan: &Plan,
+    target: &Destination,
+) -> Result<(), Error> {
+    let through: Vec<&config::Mirror> = plan
+        .mirrors
+        .0
+        .iter()
+        .filter(|m| matches!(m.via, config::Via::PullThrough(_)))
+        .collect();
+    if through.is_empty() || target.ecr.is_none() {
+        return Ok(());
+    }
+    let host = target.registry.host();
+    let account = plan::ecr_registry(host).map(|(account, _)| account);
+    let rules = match aws::ecr::pull_through_rules(aws, account).await {
+        Ok(rules) => rules,
+        Err(e) => {
+            tracing::warn!("cannot check the pull-through cache rules of [mirror]: {e}");
+            return Ok(());
+        }
+    };
+    for mirror in through {
+        if let Some(missing) = config::mirror::missing_rule(mirror, &rules, host) {
+            return Err(Error::Failed(missing));
+        }
+    }
+    Ok(())
 }
 
 /// An SSM parameter that could not be fetched, said of the first image, build arg or secret

@@ -17,6 +17,7 @@
 //! layout, and a message about an image says so rather than name a line of the file.
 
 mod dependencies;
+pub mod mirror;
 mod raw;
 mod value;
 mod value_source;
@@ -27,6 +28,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub use self::mirror::{Mirror, Mirrors, Via};
 pub use self::value::{clean_relative, parse_duration};
 pub use self::value_source::ValueSource;
 use crate::context::Builder;
@@ -198,6 +200,8 @@ pub struct Config {
     pub images_origin: Origin,
     pub deploy: Option<DeployConfig>,
     pub source: SourceConfig,
+    /// `[mirror]`: where each upstream registry's images are pulled from instead.
+    pub mirrors: Mirrors,
 }
 
 /// `reuse_max_age` when the config says nothing: base-image updates still arrive weekly.

@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, HashSet};
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::mirror::{Mirrors, Via};
 use super::value::clean_relative;
 use super::{
     Config, ConfigError, DEFAULT_REUSE_MAX_AGE, DeployConfig, Image, Located, Origin, SourceConfig,
@@ -123,6 +124,17 @@ pub(super) struct RawConfig {
     deploy: Option<Spanned<RawDeploy>>,
     #[serde(default)]
     source: RawSource,
+    #[serde(default)]
+    mirror: std::collections::BTreeMap<String, Spanned<RawMirror>>,
+}
+
+/// One `[mirror]` entry as deserialized.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMirror {
+    pull_through: Option<String>,
+    prefix: Option<String>,
+    fallback: Option<String>,
 }
 
 impl RawConfig {
@@ -218,6 +230,44 @@ impl RawConfig {
             .source
             .validate(&|span: Span| file.line(span.start))
             .map_err(|(span, m)| at(Some(span), m))?;
+        let mut mirrors = Vec::new();
+        for (upstream, entry) in self.mirror {
+            let span = entry.span();
+            let raw = entry.into_inner();
+            let bad = |m: String| at(Some(span.clone()), format!("[mirror] `{upstream}`: {m}"));
+            let via = match (raw.pull_through, raw.prefix) {
+                (Some(prefix), None) => Via::PullThrough(prefix),
+                (None, Some(prefix)) => match prefix.split_once('/') {
+                    Some((registry, path)) => Via::Prefix {
+                        registry: registry.to_owned(),
+                        path: path.to_owned(),
+                    },
+                    None => {
+                        return Err(bad(format!(
+                            "prefix `{prefix}` names no path of repositories (write it as `registry/path`)"
+                        )));
+                    }
+                },
+                _ => {
+                    return Err(bad(
+                        "give either `pull_through` (an ECR pull-through cache prefix of the push registry) or `prefix` (`registry/path`)".into(),
+                    ));
+                }
+            };
+            let fallback = match raw.fallback.as_deref() {
+                None => false,
+                Some("upstream") => true,
+                Some(other) => {
+                    return Err(bad(format!(
+                        "fallback `{other}` is not `upstream` (the only fallback there is)"
+                    )));
+                }
+            };
+            mirrors.push(
+                super::mirror::checked(&upstream, via, fallback, file.line(span.start))
+                    .map_err(bad)?,
+            );
+        }
 
         Ok(Config {
             origin: file.origin.clone(),
@@ -232,6 +282,7 @@ impl RawConfig {
             images_origin,
             deploy,
             source,
+            mirrors: Mirrors(mirrors),
         })
     }
 }

@@ -22,10 +22,19 @@
 //! `FROM docker.io/library/node:20@sha256:...`): a base that moves upstream between the
 //! resolution and the build cannot give an image whose label names the old one. The user's
 //! file is not changed.
+//!
+//! With a mirror for its registry (`[mirror]`, [`crate::config::mirror`]), an image is resolved
+//! and pinned through the mirror instead (`<push registry>/docker-hub/library/node:20@sha256:...`):
+//! the builder never asks the upstream. The digest is the image's content digest either way, so
+//! turning a mirror on rebuilds nothing. ECR's pull-through cache imports an image on its first
+//! pull: a `HEAD` that finds nothing there is followed by one `GET`. An image the mirror cannot
+//! serve fails its build, naming both references, unless the mirror falls back to the upstream
+//! (with a warning); an image only the daemon holds is still taken from the daemon.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
+use crate::config::Mirrors;
 use crate::docker::{Credentials, Daemon};
 use crate::dockerfile::{self, Dockerfile};
 use crate::inputs::Base;
@@ -35,21 +44,27 @@ use crate::registry::{Registry, auth};
 /// What a reference resolved to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Resolution {
-    /// A registry's manifest digest.
-    Registry(String),
+    /// A registry's manifest digest, and the mirror's reference when it came from a mirror.
+    Registry {
+        digest: String,
+        via: Option<Reference>,
+    },
     /// The id of an image only the daemon holds.
     Local(String),
     /// Neither: why.
     Unresolved(String),
+    /// The mirror of its registry cannot serve it, and does not fall back: the mirror's
+    /// reference, and why.
+    MirrorFailed { via: Reference, why: String },
 }
 
 impl Resolution {
     /// The digest the inputs take: `sha256:...`, `local:sha256:...`, or `unresolved`.
     fn digest(&self) -> String {
         match self {
-            Resolution::Registry(digest) => digest.clone(),
+            Resolution::Registry { digest, .. } => digest.clone(),
             Resolution::Local(id) => format!("local:{id}"),
-            Resolution::Unresolved(_) => "unresolved".into(),
+            Resolution::Unresolved(_) | Resolution::MirrorFailed { .. } => "unresolved".into(),
         }
     }
 }
@@ -59,15 +74,25 @@ pub struct Resolver<'a> {
     daemon: &'a Daemon,
     /// The push registry's credentials (for that host only).
     push: Option<&'a Credentials>,
+    /// The push registry's host, which holds the pull-through caches.
+    push_registry: String,
+    mirrors: &'a Mirrors,
     registries: Mutex<HashMap<String, Arc<Registry>>>,
     resolved: tokio::sync::Mutex<HashMap<String, Arc<tokio::sync::OnceCell<Resolution>>>>,
 }
 
 impl<'a> Resolver<'a> {
-    pub fn new(daemon: &'a Daemon, push: Option<&'a Credentials>) -> Resolver<'a> {
+    pub fn new(
+        daemon: &'a Daemon,
+        push: Option<&'a Credentials>,
+        push_registry: &str,
+        mirrors: &'a Mirrors,
+    ) -> Resolver<'a> {
         Resolver {
             daemon,
             push,
+            push_registry: push_registry.to_owned(),
+            mirrors,
             registries: Mutex::new(HashMap::new()),
             resolved: tokio::sync::Mutex::new(HashMap::new()),
         }
@@ -83,25 +108,69 @@ impl<'a> Resolver<'a> {
     }
 
     async fn lookup(&self, reference: &Reference) -> Resolution {
+        let Some((via, mirror)) = self.mirrors.route(reference, &self.push_registry) else {
+            return self.upstream(reference).await;
+        };
+        let why = match self.digest_of(&via, true).await {
+            Ok(digest) => {
+                return Resolution::Registry {
+                    digest,
+                    via: Some(via),
+                };
+            }
+            Err(why) => why,
+        };
+        if let Some(local) = self.local(reference).await {
+            return local;
+        }
+        if mirror.fallback {
+            tracing::warn!(
+                "{} cannot be pulled through the mirror as {via} ({why}); pulling it from {} instead",
+                reference.familiar(),
+                reference.registry()
+            );
+            return self.upstream(reference).await;
+        }
+        Resolution::MirrorFailed { via, why }
+    }
+
+    /// `reference` from its own registry, else the daemon.
+    async fn upstream(&self, reference: &Reference) -> Resolution {
+        match self.digest_of(reference, false).await {
+            Ok(digest) => Resolution::Registry { digest, via: None },
+            Err(why) => self
+                .local(reference)
+                .await
+                .unwrap_or(Resolution::Unresolved(why)),
+        }
+    }
+
+    /// The digest of `reference`'s manifest in its registry: its own digest when it has one,
+    /// else a `HEAD`; for a pull-through cache (`import`), a `GET` when the `HEAD` found
+    /// nothing, which makes ECR import the image. Err: why not, in words.
+    async fn digest_of(&self, reference: &Reference, import: bool) -> Result<String, String> {
         if let Some(digest) = reference.digest() {
-            return Resolution::Registry(digest.to_owned());
+            return Ok(digest.to_owned());
         }
         let registry = self.registry(reference.registry());
-        let why = match registry
-            .digest(reference.repository(), reference.identifier())
-            .await
-        {
-            Ok(Some(digest)) => return Resolution::Registry(digest),
-            Ok(None) => format!("{} is not in the registry", reference),
-            Err(e) => e.to_string(),
-        };
-        match self.daemon.inspect(&reference.familiar()).await {
-            Ok(Some(local)) => {
-                tracing::debug!("{reference}: {why}; the daemon's image {}", local.id);
-                Resolution::Local(local.id)
-            }
-            _ => Resolution::Unresolved(why),
+        let (repository, tag) = (reference.repository(), reference.identifier());
+        match registry.digest(repository, tag).await {
+            Ok(Some(digest)) => Ok(digest),
+            Ok(None) if import => match registry.manifest(repository, tag).await {
+                Ok(Some(manifest)) => Ok(manifest.digest),
+                Ok(None) => Err(format!("{reference} is not in the registry")),
+                Err(e) => Err(e.to_string()),
+            },
+            Ok(None) => Err(format!("{reference} is not in the registry")),
+            Err(e) => Err(e.to_string()),
         }
+    }
+
+    /// The daemon's own image of `reference`, when it holds one.
+    async fn local(&self, reference: &Reference) -> Option<Resolution> {
+        let local = self.daemon.inspect(&reference.familiar()).await.ok()??;
+        tracing::debug!("{reference}: the daemon's image {}", local.id);
+        Some(Resolution::Local(local.id))
     }
 
     /// The client for `host`, with the credentials it takes.
@@ -134,6 +203,10 @@ pub struct Analysis {
     /// Why the build cannot be reused: references that could not be resolved, a Dockerfile
     /// that could not be read. Each is said once, as a warning.
     pub doubts: Vec<String>,
+    /// Images pulled through a mirror: as the Dockerfile names them, and as they are pulled.
+    pub routed: Vec<(String, Reference)>,
+    /// Why the build cannot start: an image its mirror cannot serve.
+    pub fatal: Option<String>,
     /// The Dockerfile as read, when it could be.
     pub dockerfile: Option<Dockerfile>,
 }
@@ -220,14 +293,33 @@ pub async fn analyse(build: &Build<'_>, resolver: Option<&Resolver<'_>>) -> Anal
             None => Resolution::Unresolved("not resolved".into()),
         };
         match &resolution {
-            Resolution::Registry(digest) => {
-                if reference.digest() != Some(digest.as_str())
-                    && let Ok(pinned) = reference.with_digest(digest)
+            Resolution::Registry { digest, via } => {
+                let pulled = via.as_ref().unwrap_or(&reference);
+                if pulled.digest() != Some(digest.as_str())
+                    && let Ok(pinned) = pulled.with_digest(digest)
                 {
                     for_builder.push((image.span.clone(), pinned.to_string()));
                 }
+                if let Some(via) = via
+                    && !analysis
+                        .routed
+                        .iter()
+                        .any(|(name, _)| *name == reference.familiar())
+                {
+                    analysis.routed.push((reference.familiar(), via.clone()));
+                }
             }
             Resolution::Local(_) => {}
+            Resolution::MirrorFailed { via, why } => {
+                analysis.fatal.get_or_insert_with(|| {
+                    format!(
+                        "{} (Dockerfile line {}) cannot be pulled through the mirror as {via}: {why}; set `fallback = \"upstream\"` in [mirror] to pull it from {} instead",
+                        reference.familiar(),
+                        image.line,
+                        reference.registry()
+                    )
+                });
+            }
             Resolution::Unresolved(why) if resolver.is_some() => {
                 let doubt = format!("{} cannot be resolved ({why})", reference.familiar());
                 if !analysis.doubts.contains(&doubt) {

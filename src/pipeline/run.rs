@@ -44,9 +44,19 @@ pub(super) async fn build_all(
         .iter()
         .map(|_| watch::channel(None::<Arc<Done>>))
         .unzip();
-    let resolver = env
-        .target
-        .map(|target| bases::Resolver::new(env.daemon, Some(&target.credentials)));
+    let resolver = env.target.map(|target| {
+        bases::Resolver::new(
+            env.daemon,
+            Some(&target.credentials),
+            target.registry.host(),
+            &plan.mirrors,
+        )
+    });
+    if env.target.is_none() && !plan.mirrors.is_empty() {
+        tracing::info!(
+            "no registry is asked in this run: images are pulled as the Dockerfiles name them, not through [mirror]"
+        );
+    }
     let run = Run {
         options,
         env,
@@ -167,8 +177,17 @@ impl Run<'_> {
             .clone()
             .unwrap_or_else(|| self.env.daemon.platform_value());
         let analysis = self.analyse(image, build, job, &deps, &platform).await;
+        if let Some(fatal) = &analysis.fatal {
+            return Err(image_error(image, Error::Failed(fatal.clone())));
+        }
         for doubt in &analysis.doubts {
             tracing::warn!("[{label}] {doubt}; not reused");
+        }
+        for (name, via) in &analysis.routed {
+            view.line(
+                &label,
+                &format!("{name} is pulled through the mirror as {via}"),
+            );
         }
         let pinned = match &analysis.for_builder {
             Some(text) => Some(
@@ -336,7 +355,8 @@ impl Run<'_> {
             &build.cache,
             view,
         )
-        .await?;
+        .await
+        .map_err(|e| through_the_mirror(e, &analysis.routed))?;
         drop(pinned);
         let mut done = Done {
             inputs,
@@ -560,5 +580,71 @@ impl Run<'_> {
             }
         }
         sources
+    }
+}
+
+/// A failed build whose images came through a mirror names both references of each, so that a
+/// mirror that does not hold an image is told from an image that does not exist. One that met
+/// Docker Hub's pull limit says where the way around it is.
+fn through_the_mirror(error: Error, routed: &[(String, Reference)]) -> Error {
+    if routed.is_empty() {
+        return match error {
+            Error::Image { image, source } if source.to_string().contains("toomanyrequests") => {
+                Error::Image {
+                    image,
+                    source: Box::new(Error::Failed(format!(
+                        "{source} (Docker Hub's pull limit: pull through ECR's cache with [mirror], see \"Docker Hub rate limits\" in the README)"
+                    ))),
+                }
+            }
+            other => other,
+        };
+    }
+    let pairs: Vec<String> = routed
+        .iter()
+        .map(|(name, via)| format!("{name} as {via}"))
+        .collect();
+    match error {
+        Error::Image { image, source } => Error::Image {
+            image,
+            source: Box::new(Error::Failed(format!(
+                "{source} (pulled through the mirror: {})",
+                pairs.join(", ")
+            ))),
+        },
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failed(text: &str) -> Error {
+        Error::Image {
+            image: "app".into(),
+            source: Box::new(Error::Failed(text.into())),
+        }
+    }
+
+    #[test]
+    fn a_failed_build_names_the_mirror_or_the_way_around_the_pull_limit() {
+        let via = Reference::parse("r.example/docker-hub/library/node:20").unwrap();
+        let routed = [("node:20".to_owned(), via)];
+        let text = through_the_mirror(failed("not found"), &routed).to_string();
+        assert!(
+            text.contains(
+                "(pulled through the mirror: node:20 as r.example/docker-hub/library/node:20)"
+            ),
+            "{text}"
+        );
+        let limited = "toomanyrequests: You have reached your unauthenticated pull rate limit";
+        let text = through_the_mirror(failed(limited), &[]).to_string();
+        assert!(
+            text.contains("[mirror]") && text.contains("Docker Hub rate limits"),
+            "{text}"
+        );
+        let text = through_the_mirror(failed("no space left on device"), &[]).to_string();
+        assert!(!text.contains("[mirror]"), "{text}");
     }
 }

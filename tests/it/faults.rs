@@ -1584,6 +1584,102 @@ fn ssm_parameters_that_cannot_be_had_stop_the_run_before_any_build() {
     }
 }
 
+/// moto has no pull-through cache rules, so ECR is a stand-in here: its token, then its
+/// `DescribePullThroughCacheRules` answer.
+#[test]
+fn a_pull_through_mirror_without_its_rule_stops_the_run_before_any_build() {
+    let s = stack();
+    let rules = |rules: serde_json::Value| {
+        reply(
+            200,
+            serde_json::json!({ "pullThroughCacheRules": rules }).to_string(),
+        )
+    };
+    // (what, the rules, needles)
+    let cases = [
+        (
+            "no rule",
+            rules(serde_json::json!([])),
+            vec![
+                "[mirror] `docker.io`",
+                "pull-through cache prefix `docker-hub`",
+                "there is no such rule",
+                "aws secretsmanager create-secret --name ecr-pullthroughcache/docker-hub",
+                "aws ecr create-pull-through-cache-rule --ecr-repository-prefix docker-hub --upstream-registry-url registry-1.docker.io --credential-arn",
+            ],
+        ),
+        (
+            "a rule for another upstream",
+            rules(serde_json::json!([{
+                "ecrRepositoryPrefix": "docker-hub",
+                "upstreamRegistryUrl": "public.ecr.aws",
+                "registryId": "123456789012",
+            }])),
+            vec!["its rule copies public.ecr.aws, not registry-1.docker.io"],
+        ),
+    ];
+    for (what, answer, needles) in cases {
+        let stub = Stub::start(vec![ecr_token(&s.registry_password, &s.registry), answer]);
+        let project = Project::with_top(
+            "[mirror]\n\"docker.io\" = { pull_through = \"docker-hub\" }\n",
+            FROM_BASE,
+            "",
+        )
+        .file("hello", "hello\n")
+        .env("AWS_ENDPOINT_URL", &stub.url())
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", "us-east-1");
+        let out = run_bounded(&project.test, &["release"], Duration::from_secs(120));
+        assert_fails(&out, 1, &needles, what);
+        let calls = stub.requests();
+        assert!(
+            calls
+                .iter()
+                .any(|c| c.contains("DescribePullThroughCacheRules")),
+            "{what}: {calls:#?}"
+        );
+        assert_untouched(&project.test, what);
+        assert!(!project.built_locally(), "{what}: nothing is built");
+        assert!(project.pushed_to(&s.registry).is_empty(), "{what}");
+    }
+}
+
+/// A role that may not read the rules is warned, and the run goes on: the base only the daemon
+/// holds is taken from the daemon, as without a mirror.
+#[test]
+fn a_role_that_may_not_read_the_pull_through_rules_is_warned_and_goes_on() {
+    let s = stack();
+    let stub = Stub::start(vec![
+        ecr_token(&s.registry_password, &s.registry),
+        aws_error(
+            "AccessDeniedException",
+            "not authorized to perform: ecr:DescribePullThroughCacheRules",
+        ),
+    ]);
+    let project = Project::with_top(
+        "[mirror]\n\"docker.io\" = { pull_through = \"docker-hub\" }\n",
+        FROM_BASE,
+        "",
+    )
+    .file("hello", "hello\n")
+    .env("AWS_ENDPOINT_URL", &stub.url())
+    .env("AWS_ACCESS_KEY_ID", "testing")
+    .env("AWS_SECRET_ACCESS_KEY", "testing")
+    .env("AWS_REGION", "us-east-1");
+    let out = run_bounded(&project.test, &["release"], Duration::from_secs(180));
+    out.assert_success();
+    assert!(
+        out.stderr
+            .contains("cannot check the pull-through cache rules of [mirror]")
+            && out.stderr.contains("ecr:DescribePullThroughCacheRules"),
+        "{out}"
+    );
+    let mut want = vec![project.tag.clone(), "latest".to_owned()];
+    want.sort();
+    assert_eq!(project.pushed_to(&s.registry), want, "{out}");
+}
+
 // =============================================================================================
 // The registry: a proxy in front of a real docker-registry, or a stand-in.
 

@@ -6,6 +6,7 @@ mod deploy;
 mod faults;
 mod graph;
 mod harness;
+mod mirror;
 mod platforms;
 mod push;
 mod reuse;

@@ -7,9 +7,11 @@ use std::fmt;
 use serde::Serialize;
 
 use crate::artifacts;
-use crate::config::{Config, Image, ValueSource};
+use crate::config::{Config, Image, Mirrors, ValueSource};
 use crate::reference::{Platform, Reference, ReferenceError};
 use crate::tag::Tag;
+
+pub mod named;
 
 /// The registry host and how it was chosen.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -217,6 +219,9 @@ pub struct Plan {
     /// The one platform this run builds (`--platform`), if restricted.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub only_platform: Option<Platform>,
+    /// Where each upstream registry's images are pulled from instead (`[mirror]`, `--mirror`).
+    #[serde(skip_serializing_if = "Mirrors::is_empty")]
+    pub mirrors: Mirrors,
 }
 
 impl Plan {
@@ -257,6 +262,7 @@ impl Plan {
             imagedefinitions: config.imagedefinitions.clone(),
             image_detail: config.image_detail.clone(),
             only_platform: only_platform.cloned(),
+            mirrors: config.mirrors.clone(),
         })
     }
 
@@ -416,6 +422,9 @@ pub struct PlanReport<'a> {
     pub order: Vec<Vec<String>>,
     /// The exact bytes of the imagedefinitions.json a run would write.
     pub imagedefinitions_json: serde_json::Value,
+    /// The images each image's Dockerfile names, and what each is pulled as ([`named`]).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub references: BTreeMap<String, named::Names>,
 }
 
 impl<'a> PlanReport<'a> {
@@ -425,7 +434,14 @@ impl<'a> PlanReport<'a> {
             plan,
             order: build_order(plan),
             imagedefinitions_json: serde_json::from_str(&text).unwrap_or_default(),
+            references: BTreeMap::new(),
         }
+    }
+
+    /// With the images each Dockerfile under `root` names.
+    pub fn with_references(mut self, root: &std::path::Path) -> PlanReport<'a> {
+        self.references = named::all(self.plan, root);
+        self
     }
 }
 
@@ -499,6 +515,18 @@ impl fmt::Display for PlanReport<'_> {
                     .collect::<Vec<_>>()
                     .join(", ")
             };
+            match self.references.get(&image.name) {
+                Some(named::Names::Known(names)) => {
+                    for (i, name) in names.iter().enumerate() {
+                        let head = if i == 0 { "pulls     " } else { "          " };
+                        writeln!(f, "  {head}  {name}")?;
+                    }
+                }
+                Some(named::Names::Unknown(why)) => {
+                    writeln!(f, "  pulls       not known: {why}")?;
+                }
+                None => {}
+            }
             if !image.build_args.is_empty() {
                 writeln!(f, "  build args  {}", list(&image.build_args))?;
             }
