@@ -20,6 +20,7 @@ pub mod source;
 
 // What a run is made of, without I/O (but for reading the project's files).
 pub mod artifacts;
+pub mod cache_mount;
 pub mod config;
 pub mod context;
 pub mod deploy;

@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub use self::mirror::{Mirror, Mirrors, Via};
-pub use self::value::{clean_relative, parse_duration};
+pub use self::value::{clean_relative, parse_duration, parse_size};
 pub use self::value_source::ValueSource;
 use crate::context::Builder;
 use crate::reference::Platform;
@@ -139,6 +139,9 @@ pub struct Image {
     /// run starts from.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub cache_stages: Vec<String>,
+    /// The `RUN --mount=type=cache` mounts whose content is kept in the registry between runs.
+    #[serde(skip_serializing_if = "CacheMounts::is_off")]
+    pub cache_mounts: CacheMounts,
     /// Tags pushed after the image's own, besides `[tag] extra`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub extra_tags: Vec<String>,
@@ -159,6 +162,43 @@ pub struct Image {
     /// the built-in layout's images in a file without `[[image]]`).
     #[serde(skip)]
     pub source_lines: SourceLines,
+}
+
+/// `cache_mounts`: which of an image's `RUN --mount=type=cache` mounts are kept in the registry
+/// (`true`: all of them; a list: those whose `id` or `target` it names).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum CacheMounts {
+    #[default]
+    Off,
+    All,
+    Only(Vec<String>),
+}
+
+impl CacheMounts {
+    pub fn is_off(&self) -> bool {
+        matches!(self, CacheMounts::Off)
+            || matches!(self, CacheMounts::Only(list) if list.is_empty())
+    }
+
+    /// Whether the mount with this `id` and `target` is kept.
+    pub fn keeps(&self, id: &str, target: &str) -> bool {
+        match self {
+            CacheMounts::Off => false,
+            CacheMounts::All => true,
+            CacheMounts::Only(list) => list.iter().any(|m| m == id || m == target),
+        }
+    }
+}
+
+/// As written: `false`, `true`, or the list.
+impl Serialize for CacheMounts {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            CacheMounts::Off => serializer.serialize_bool(false),
+            CacheMounts::All => serializer.serialize_bool(true),
+            CacheMounts::Only(list) => list.serialize(serializer),
+        }
+    }
 }
 
 /// Lines of the config where build args and secrets take their values from.
@@ -194,6 +234,8 @@ pub struct Config {
     pub image_detail: Option<String>,
     /// How old an image in the registry may be and still be reused (base images move upstream).
     pub reuse_max_age: std::time::Duration,
+    /// A cache mount larger than this (bytes) is not saved (`cache_mount_max_size`).
+    pub cache_mount_max_size: u64,
     pub images: Vec<Image>,
     /// Where `images` came from: `origin`, or the built-in seed layout when the file has no
     /// `[[image]]`.
@@ -203,6 +245,9 @@ pub struct Config {
     /// `[mirror]`: where each upstream registry's images are pulled from instead.
     pub mirrors: Mirrors,
 }
+
+/// `cache_mount_max_size` when the config says nothing: 2 GiB.
+pub const DEFAULT_CACHE_MOUNT_MAX_SIZE: u64 = 2 << 30;
 
 /// `reuse_max_age` when the config says nothing: base-image updates still arrive weekly.
 pub const DEFAULT_REUSE_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(7 * 86_400);

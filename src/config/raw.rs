@@ -13,8 +13,8 @@ use toml::Spanned;
 use super::mirror::{Mirrors, Via};
 use super::value::clean_relative;
 use super::{
-    Config, ConfigError, DEFAULT_REUSE_MAX_AGE, DeployConfig, Image, Located, Origin, SourceConfig,
-    SourceLines, TagConfig, ValueSource, parse_duration,
+    CacheMounts, Config, ConfigError, DEFAULT_REUSE_MAX_AGE, DeployConfig, Image, Located, Origin,
+    SourceConfig, SourceLines, TagConfig, ValueSource, parse_duration,
 };
 use crate::context::Builder;
 use crate::reference::{
@@ -115,6 +115,7 @@ pub(super) struct RawConfig {
     builder: Option<Builder>,
     pub reuse: Option<bool>,
     reuse_max_age: Option<Spanned<String>>,
+    cache_mount_max_size: Option<Spanned<RawSize>>,
     #[serde(default)]
     tag: TagConfig,
     #[serde(default)]
@@ -126,6 +127,22 @@ pub(super) struct RawConfig {
     source: RawSource,
     #[serde(default)]
     mirror: std::collections::BTreeMap<String, Spanned<RawMirror>>,
+}
+
+/// A size: a number of bytes, or a string with a unit (`"2GiB"`).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawSize {
+    Bytes(u64),
+    Text(String),
+}
+
+/// `cache_mounts`: `true`, `false`, or a list of ids or targets.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawCacheMounts {
+    All(bool),
+    Only(Vec<String>),
 }
 
 /// One `[mirror]` entry as deserialized.
@@ -155,6 +172,18 @@ impl RawConfig {
                 )
             })?,
             None => DEFAULT_REUSE_MAX_AGE,
+        };
+        let cache_mount_max_size = match &self.cache_mount_max_size {
+            None => super::DEFAULT_CACHE_MOUNT_MAX_SIZE,
+            Some(size) => match size.get_ref() {
+                RawSize::Bytes(bytes) => *bytes,
+                RawSize::Text(text) => super::parse_size(text).map_err(|m| {
+                    at(
+                        Some(size.span()),
+                        format!("cache_mount_max_size `{text}`: {m}"),
+                    )
+                })?,
+            },
         };
 
         let tag = self.tag;
@@ -278,6 +307,7 @@ impl RawConfig {
             imagedefinitions,
             image_detail,
             reuse_max_age,
+            cache_mount_max_size,
             images,
             images_origin,
             deploy,
@@ -397,6 +427,7 @@ pub(super) struct RawImage {
     reuse: Option<bool>,
     #[serde(default = "empty_list")]
     cache_stages: Spanned<Vec<String>>,
+    cache_mounts: Option<Spanned<RawCacheMounts>>,
     #[serde(default = "empty_list")]
     extra_tags: Spanned<Vec<String>>,
     #[serde(default = "empty_list")]
@@ -486,6 +517,21 @@ impl RawImage {
                 ));
             }
         }
+        let cache_mounts = match self.cache_mounts.as_ref().map(|m| (m.span(), m.get_ref())) {
+            None | Some((_, RawCacheMounts::All(false))) => CacheMounts::Off,
+            Some((_, RawCacheMounts::All(true))) => CacheMounts::All,
+            Some((span, RawCacheMounts::Only(list))) => {
+                if let Some(empty) = list.iter().find(|m| m.trim().is_empty()) {
+                    return Err(fail(
+                        span,
+                        format!(
+                            "cache_mounts: `{empty}` names no mount (give its id or its target)"
+                        ),
+                    ));
+                }
+                CacheMounts::Only(list.clone())
+            }
+        };
         for tag in self.extra_tags.get_ref() {
             if let Some(reason) = tag_violation(tag) {
                 return Err(fail(
@@ -532,6 +578,7 @@ impl RawImage {
             labels: self.labels,
             reuse: self.reuse.unwrap_or(reuse),
             cache_stages: self.cache_stages.into_inner(),
+            cache_mounts,
             extra_tags: self.extra_tags.into_inner(),
             depends_on: self.depends_on.into_inner(),
             deploy: self.deploy.unwrap_or(true),
@@ -663,6 +710,18 @@ mod tests {
             (
                 "jobs = 0\n[[image]]\nname = \"app\"\n",
                 &["line 1", "at least 1"],
+            ),
+            (
+                "cache_mount_max_size = \"2 parsecs\"\n[[image]]\nname = \"app\"\n",
+                &["line 1", "`2 parsecs`", "GiB"],
+            ),
+            (
+                "[[image]]\nname = \"app\"\ncache_mounts = [\"npm\", \" \"]\n",
+                &["line 3", "cache_mounts", "names no mount"],
+            ),
+            (
+                "[[image]]\nname = \"app\"\ncache_mounts = \"yes\"\n",
+                &["line 3", "cache_mounts"],
             ),
             (
                 "registry = \"https://x\"\n[[image]]\nname = \"app\"\n",
@@ -869,6 +928,24 @@ mod tests {
 
     #[test]
     fn reuse_settings() {
+        let c = parse("cache_mount_max_size = \"500MiB\"\n[[image]]\nname = \"app\"\ncache_mounts = [\"npm\"]\n[[image]]\nname = \"web\"\ncache_mounts = true\n").unwrap();
+        assert_eq!(c.cache_mount_max_size, 500 << 20);
+        assert_eq!(
+            c.images[0].cache_mounts,
+            CacheMounts::Only(vec!["npm".into()])
+        );
+        assert!(c.images[0].cache_mounts.keeps("npm", "/root/.npm"));
+        assert!(!c.images[0].cache_mounts.keeps("apt", "/var/cache/apt"));
+        assert_eq!(c.images[1].cache_mounts, CacheMounts::All);
+        let c = parse("cache_mount_max_size = 1000\n[[image]]\nname = \"app\"\n").unwrap();
+        assert_eq!(c.cache_mount_max_size, 1000);
+        assert!(c.images[0].cache_mounts.is_off());
+        assert_eq!(
+            parse("[[image]]\nname = \"app\"\n")
+                .unwrap()
+                .cache_mount_max_size,
+            2 << 30
+        );
         let c = parse("reuse = false\nreuse_max_age = \"12h\"\n[[image]]\nname = \"app\"\n[[image]]\nname = \"web\"\nreuse = true\n").unwrap();
         assert_eq!(c.reuse_max_age, std::time::Duration::from_secs(43_200));
         assert_eq!((c.images[0].reuse, c.images[1].reuse), (false, true));

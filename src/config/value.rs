@@ -1,5 +1,6 @@
 //! The grammars of config values that are not names (image, repository, tag, bucket and ECS
-//! names are `reference.rs`'s): relative paths, and durations such as `reuse_max_age`.
+//! names are `reference.rs`'s): relative paths, durations such as `reuse_max_age`, and sizes
+//! such as `cache_mount_max_size`.
 
 /// A duration written as a number and a unit: `90s`, `30m`, `12h`, `7d`, `2w`.
 pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
@@ -23,6 +24,38 @@ pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
         .checked_mul(seconds)
         .map(std::time::Duration::from_secs)
         .ok_or_else(|| "too long".to_string())
+}
+
+/// A size written as a number and a unit: `500MB`, `2GiB` (`KB`, `MB`, `GB`, `TB` count in
+/// thousands, `KiB`, `MiB`, `GiB`, `TiB` in 1024s; `B` or no unit: bytes).
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| "write a number and a unit: 500MB, 2GiB".to_string())?;
+    let scale: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        "TB" => 1_000_000_000_000,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "TiB" => 1 << 40,
+        _ => {
+            return Err(
+                "the unit must be B, KB, MB, GB, TB, KiB, MiB, GiB or TiB (e.g. 2GiB)".into(),
+            );
+        }
+    };
+    number
+        .checked_mul(scale)
+        .ok_or_else(|| "too large".to_string())
 }
 
 /// Normalizes a relative path as Go's `filepath.Clean` would, and refuses paths that are absolute
@@ -58,6 +91,17 @@ pub fn clean_relative(path: &str) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_take_decimal_and_binary_units() {
+        assert_eq!(parse_size("2GiB"), Ok(2 << 30));
+        assert_eq!(parse_size("500MB"), Ok(500_000_000));
+        assert_eq!(parse_size("1024"), Ok(1024));
+        assert_eq!(parse_size(" 3 KiB "), Ok(3072));
+        for bad in ["", "GiB", "2 parsecs", "-1GB", "99999999999TiB"] {
+            assert!(parse_size(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn durations() {

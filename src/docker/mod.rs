@@ -63,6 +63,7 @@ mod build;
 mod buildkit;
 mod connect;
 mod endpoint;
+mod files;
 mod progress;
 mod pull;
 mod push;

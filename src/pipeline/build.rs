@@ -38,7 +38,10 @@ pub async fn build(
         label,
         &format!("building {local} from {}", image.dockerfile),
     );
-    let image_id = once(daemon, image, label, context, request, view).await?;
+    let image_id = once(daemon, image, context, request, &mut |line| {
+        view.line(label, line)
+    })
+    .await?;
     let size = match daemon.inspect(&image_id).await {
         Ok(Some(info)) => info.size,
         _ => 0,
@@ -70,32 +73,33 @@ pub async fn build(
             target: Some(stage.stage.clone()),
             ..request.clone()
         };
-        let id = once(daemon, image, label, context, &stage_request, view).await?;
+        let id = once(daemon, image, context, &stage_request, &mut |line| {
+            view.line(label, line)
+        })
+        .await?;
         built.cache.push((stage.clone(), id));
     }
     Ok(built)
 }
 
-/// One build; a context that could not be read is the error, rather than the daemon's view of
-/// the upload that stopped.
-async fn once(
+/// One build, each line of its log to `on_line`; a context that could not be read is the error,
+/// rather than the daemon's view of the upload that stopped.
+pub(super) async fn once(
     daemon: &Daemon,
     image: &PlannedImage,
-    label: &str,
     context: &Context,
     request: &BuildRequest,
-    view: &dyn View,
+    on_line: &mut (dyn FnMut(&str) + Send),
 ) -> Result<String, Error> {
-    let mut on_line = |line: &str| view.line(label, line);
     match context {
         Context::Synced(synced) => daemon
-            .build(request, BuildContext::Synced(synced.clone()), &mut on_line)
+            .build(request, BuildContext::Synced(synced.clone()), on_line)
             .await
             .map_err(|e| image_error(image, Error::Docker(e))),
         Context::Tar(prepared) => {
             let (body, walk) = prepared.clone().stream();
             let result = daemon
-                .build(request, BuildContext::Tar(Box::pin(body)), &mut on_line)
+                .build(request, BuildContext::Tar(Box::pin(body)), on_line)
                 .await;
             match walk.await {
                 Ok(Err(ContextError::Cancelled)) | Ok(Ok(_)) => {}

@@ -18,6 +18,7 @@ mod bases;
 mod build;
 mod finish;
 pub mod list;
+mod mounts;
 mod prepare;
 mod push;
 mod request;
@@ -199,6 +200,8 @@ struct Done {
     /// Pushed under its own tag: the digest, and when.
     digest: Option<String>,
     push_seconds: Option<f64>,
+    /// Its kept cache mounts, when it was built and keeps any.
+    mounts: Option<Arc<mounts::MountJob>>,
 }
 
 fn done_sorted(mut done: Vec<(usize, Arc<Done>)>) -> Vec<(usize, Arc<Done>)> {

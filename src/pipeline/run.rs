@@ -8,6 +8,7 @@ use std::time::Instant;
 use futures_util::{StreamExt, TryStreamExt, stream};
 use tokio::sync::watch;
 
+use crate::cache_mount;
 use crate::context::Builder;
 use crate::error::Error;
 use crate::plan::{Plan, PlannedBuild, PlannedImage};
@@ -16,8 +17,8 @@ use crate::view::State;
 
 use super::{
     Action, Destination, Done, Options, Resources, Steps, Summary, Unit, bases, build, done_sorted,
-    finish, image_error, prepare, push, request, reuse, state, summary_of, units, why_no_reuse,
-    write_artifacts,
+    finish, image_error, mounts, prepare, push, request, reuse, state, summary_of, units,
+    why_no_reuse, write_artifacts,
 };
 
 /// `build` and `release`: decide, build, and (in `release`) push each image.
@@ -57,6 +58,8 @@ pub(super) async fn build_all(
             "no registry is asked in this run: images are pulled as the Dockerfiles name them, not through [mirror]"
         );
     }
+    let kept_mounts = kept_mounts(plan, options, env, &units, &jobs);
+    let mounts = kept_mounts.map(|kept| mounts::Mounts::new(plan, &kept));
     let run = Run {
         options,
         env,
@@ -65,6 +68,7 @@ pub(super) async fn build_all(
         pushing,
         no_reuse: no_reuse.as_ref().map(|(_, short)| short.as_str()),
         resolver: resolver.as_ref(),
+        mounts: mounts.as_ref(),
     };
     for unit in &units {
         env.view.state(&unit.label(), State::Waiting);
@@ -101,9 +105,41 @@ pub(super) async fn build_all(
         let target = env
             .target
             .ok_or_else(|| Error::Failed("internal: a push without a registry".into()))?;
-        finish::finish(plan, options, env, target, &units, &done)
-            .await?
-            .report(&mut summary);
+        // The kept cache mounts are saved beside the last steps: the artifacts do not wait.
+        let built: Vec<_> = units
+            .iter()
+            .zip(&done)
+            .filter_map(|(unit, done)| {
+                Some(mounts::BuiltImage {
+                    image: unit.image,
+                    label: unit.label(),
+                    context: job_of(unit.image),
+                    job: done.mounts.clone()?,
+                })
+            })
+            .collect();
+        let saves = async {
+            match &mounts {
+                Some(mounts) if !built.is_empty() => {
+                    mounts::save_all(
+                        env.daemon,
+                        target,
+                        mounts,
+                        built,
+                        plan.cache_mount_max_size,
+                        env.view,
+                    )
+                    .await
+                }
+                _ => Vec::new(),
+            }
+        };
+        let (finished, saved) = tokio::join!(
+            finish::finish(plan, options, env, target, &units, &done),
+            saves
+        );
+        finished?.report(&mut summary);
+        summary.cache_mounts = saved;
     } else if options.dry_run && plan.only_platform.is_none() {
         let uris: Vec<Reference> = plan.deployed().map(|i| i.uri.clone()).collect();
         summary.artifacts = write_artifacts(env.root, plan, &uris)?;
@@ -129,6 +165,7 @@ pub(super) async fn build_all(
                         .iter()
                         .map(|(stage, id)| (stage.stage.clone(), id.clone()))
                         .collect(),
+                    builder_text: done.mounts.as_ref().map(|m| m.builder_text.clone()),
                 },
                 (None, None) => continue,
             };
@@ -150,6 +187,9 @@ struct Run<'a> {
     no_reuse: Option<&'a str>,
     /// Resolves the images the Dockerfiles name; `None` when no registry may be asked.
     resolver: Option<&'a bases::Resolver<'a>>,
+    /// The kept cache mounts; `None` when none is restored in this run (no registry to ask,
+    /// the classic builder, `--no-cache`, or no image keeps any).
+    mounts: Option<&'a mounts::Mounts>,
 }
 
 /// What a unit needs of one image it depends on.
@@ -273,6 +313,7 @@ impl Run<'_> {
                         cache: Vec::new(),
                         digest: Some(found.manifest.digest.clone()),
                         push_seconds: None,
+                        mounts: None,
                     };
                     if self.pushing {
                         view.state(&label, State::Pushing);
@@ -346,6 +387,15 @@ impl Run<'_> {
         if analysis.for_builder.is_some() {
             request.dockerfile = context.dockerfile_name().to_owned();
         }
+        let mount_job = match self.mounts {
+            Some(mounts) => {
+                self.restore_mounts(
+                    mounts, image, build, job, &deps, &analysis, &request, &platform, &label,
+                )
+                .await
+            }
+            None => None,
+        };
         let built = build::build(
             self.env.daemon,
             image,
@@ -367,6 +417,7 @@ impl Run<'_> {
             cache: built.cache.clone(),
             digest: None,
             push_seconds: None,
+            mounts: mount_job,
         };
         if self.pushing {
             let target = self
@@ -397,6 +448,60 @@ impl Run<'_> {
         Ok(done)
     }
 
+    /// Restores the cache mounts `image` keeps that the daemon does not hold; what saving them
+    /// later needs, when it keeps any.
+    #[allow(clippy::too_many_arguments)]
+    async fn restore_mounts(
+        &self,
+        mounts: &mounts::Mounts,
+        image: &PlannedImage,
+        build: &PlannedBuild,
+        job: &prepare::Job,
+        deps: &[Dependency],
+        analysis: &bases::Analysis,
+        request: &crate::docker::BuildRequest,
+        platform: &Platform,
+        label: &str,
+    ) -> Option<Arc<mounts::MountJob>> {
+        let target = self.env.target?;
+        if image.cache_mounts.is_off() {
+            return None;
+        }
+        let builder_text = match &analysis.for_builder {
+            Some(text) => text.clone(),
+            None => String::from_utf8(job.dockerfile.clone()).ok()?,
+        };
+        let (kept, _) = mounts::kept(
+            image,
+            &builder_text,
+            &builder_args(job, deps),
+            platform,
+            self.env.daemon.platform(),
+            !image.platforms.is_empty() && build.platform.is_some(),
+        );
+        if kept.is_empty() {
+            return None;
+        }
+        let mount_job = mounts::MountJob {
+            kept,
+            builder_text,
+            request: request.clone(),
+            platform: platform.clone(),
+        };
+        mounts
+            .restore(
+                self.env.daemon,
+                target,
+                image,
+                label,
+                job,
+                &mount_job,
+                self.env.view,
+            )
+            .await;
+        Some(Arc::new(mount_job))
+    }
+
     /// What `build`'s Dockerfile names, resolved (when a registry may be asked).
     async fn analyse(
         &self,
@@ -406,17 +511,7 @@ impl Run<'_> {
         deps: &[Dependency],
         platform: &Platform,
     ) -> bases::Analysis {
-        // The args as the builder gets them: each dependency's local name first, so that an
-        // arg of the config with the same name wins.
-        let mut args: BTreeMap<String, String> = deps
-            .iter()
-            .map(|d| (d.arg.clone(), d.local_name.clone()))
-            .collect();
-        args.extend(
-            job.build_args
-                .iter()
-                .map(|(name, value, _)| (name.clone(), value.clone())),
-        );
+        let args = builder_args(job, deps);
         let dependencies: Vec<(String, String)> = deps
             .iter()
             .filter(|d| args.get(&d.arg) == Some(&d.local_name))
@@ -581,6 +676,95 @@ impl Run<'_> {
         }
         sources
     }
+}
+
+/// Per image, the cache mounts it keeps, read from its Dockerfile before any build (a
+/// dependency's image is not known yet; it does not name a mount); each selected mount that
+/// cannot be kept is said once. `None` when this run restores none: no registry to ask, the
+/// classic builder (which has no cache mounts), `--no-cache`, or no image that keeps any.
+fn kept_mounts(
+    plan: &Plan,
+    options: &Options,
+    env: &Resources<'_>,
+    units: &[Unit<'_>],
+    jobs: &[Arc<prepare::Job>],
+) -> Option<Vec<(String, Vec<cache_mount::Kept>)>> {
+    let keeping: Vec<&PlannedImage> = plan
+        .images
+        .iter()
+        .filter(|i| !i.cache_mounts.is_off())
+        .collect();
+    if keeping.is_empty() {
+        return None;
+    }
+    let why_not = if options.builder == Builder::Classic {
+        Some("the classic builder has no cache mounts")
+    } else if options.no_cache {
+        Some("--no-cache starts every cache mount empty")
+    } else if env.target.is_none() {
+        Some("no registry is asked in this run")
+    } else {
+        None
+    };
+    if let Some(why) = why_not {
+        tracing::info!("cache_mounts: nothing is restored or saved ({why})");
+        return None;
+    }
+    let mut kept = Vec::new();
+    for image in keeping {
+        let Some(index) = plan.images.iter().position(|i| i.name == image.name) else {
+            continue;
+        };
+        let job = &jobs[index];
+        let Ok(text) = std::str::from_utf8(&job.dockerfile) else {
+            continue;
+        };
+        let args = builder_args(job, &[]);
+        let mut mounts = Vec::new();
+        for unit in units.iter().filter(|u| u.image.name == image.name) {
+            let platform = unit
+                .build
+                .platform
+                .clone()
+                .unwrap_or_else(|| env.daemon.platform_value());
+            let one_of_several = !image.platforms.is_empty() && unit.build.platform.is_some();
+            let (found, refused) = mounts::kept(
+                image,
+                text,
+                &args,
+                &platform,
+                env.daemon.platform(),
+                one_of_several,
+            );
+            for why in refused {
+                tracing::warn!("[{}] {why}", unit.label());
+            }
+            if found.is_empty() && !image.cache_mounts.is_off() {
+                tracing::warn!(
+                    "[{}] cache_mounts is set, but the stages it builds mount no cache it can keep",
+                    unit.label()
+                );
+            }
+            mounts.extend(found);
+        }
+        kept.push((image.name.clone(), mounts));
+    }
+    Some(kept)
+}
+
+/// The build args as the builder gets them: each dependency's local name first, so that an arg
+/// of the config with the same name wins.
+fn builder_args(job: &prepare::Job, deps: &[Dependency]) -> BTreeMap<String, String> {
+    let mut args: BTreeMap<String, String> = deps
+        .iter()
+        .map(|d| (d.arg.clone(), d.local_name.clone()))
+        .collect();
+    args.extend(
+        job.build_args
+            .iter()
+            .map(|(name, value, _)| (name.clone(), value.clone())),
+    );
+    args
 }
 
 /// A failed build whose images came through a mirror names both references of each, so that a

@@ -15,7 +15,7 @@ use crate::view::State;
 
 use super::{
     Action, Done, ListSummary, Options, Resources, ReusedFrom, Summary, Unit, done_sorted, finish,
-    image_error, prepare, push, reuse, state, summary, summary_of, units,
+    image_error, mounts, prepare, push, reuse, state, summary, summary_of, units,
 };
 
 /// What `push` pushes for one unit: what `build` left.
@@ -25,6 +25,8 @@ enum Source {
         id: String,
         size: u64,
         cache: Vec<(crate::plan::CacheImage, String)>,
+        /// The Dockerfile the builder got, when the image keeps cache mounts.
+        builder_text: Option<String>,
     },
     /// The registry's image `build` chose to reuse, under the tag it was found under.
     Reused { from: String, digest: String },
@@ -60,7 +62,10 @@ async fn sources(
                 digest: digest.clone(),
             },
             Some(state::Decision::Built {
-                image_id, cache, ..
+                image_id,
+                cache,
+                builder_text,
+                ..
             }) => {
                 let info = daemon.inspect(local).await?.ok_or_else(not_built)?;
                 if &info.id != image_id {
@@ -83,6 +88,7 @@ async fn sources(
                     id: info.id,
                     size: info.size,
                     cache,
+                    builder_text: builder_text.clone(),
                 }
             }
             None => {
@@ -114,6 +120,7 @@ async fn sources(
                     id: info.id,
                     size: info.size,
                     cache,
+                    builder_text: None,
                 }
             }
         };
@@ -141,6 +148,13 @@ pub(super) async fn push_built(
         env.daemon,
     )
     .await?;
+    let builder_texts: Vec<Option<String>> = found
+        .iter()
+        .map(|source| match source {
+            Source::Local { builder_text, .. } => builder_text.clone(),
+            Source::Reused { .. } => None,
+        })
+        .collect();
     let mut sources = Vec::with_capacity(found.len());
     for (unit, source) in units.iter().zip(found) {
         let reused = match &source {
@@ -180,6 +194,7 @@ pub(super) async fn push_built(
                             cache,
                             digest: Some(digest),
                             push_seconds: Some(seconds),
+                            mounts: None,
                         })
                     }
                     (Source::Reused { .. }, Some(found)) => {
@@ -200,6 +215,7 @@ pub(super) async fn push_built(
                             reused: Some(reuse::Found { manifest, ..found }),
                             built: None,
                             not_reused: None,
+                            mounts: None,
                         })
                     }
                     (Source::Reused { .. }, None) => Err(Error::Failed(
@@ -223,9 +239,35 @@ pub(super) async fn push_built(
         .await?;
     let done: Vec<Arc<Done>> = done_sorted(done).into_iter().map(|(_, d)| d).collect();
     let mut summary = summary_of(plan, &units, &done);
-    finish::finish(plan, options, env, target, &units, &done)
-        .await?
-        .report(&mut summary);
+    // The cache mounts `build` kept are saved beside the last steps.
+    let saves = async {
+        if builder_texts.iter().all(Option::is_none) {
+            return Vec::new();
+        }
+        match mounts::from_records(plan, options, env, target, &units, &builder_texts) {
+            Ok((mounts, built)) => {
+                mounts::save_all(
+                    env.daemon,
+                    target,
+                    &mounts,
+                    built,
+                    plan.cache_mount_max_size,
+                    env.view,
+                )
+                .await
+            }
+            Err(e) => {
+                tracing::warn!("the cache mounts were not saved: {e}");
+                Vec::new()
+            }
+        }
+    };
+    let (finished, saved) = tokio::join!(
+        finish::finish(plan, options, env, target, &units, &done),
+        saves
+    );
+    finished?.report(&mut summary);
+    summary.cache_mounts = saved;
     Ok(summary)
 }
 
@@ -248,7 +290,9 @@ pub async fn push_dry_run(root: &Path, plan: &Plan, daemon: &Daemon) -> Result<S
                 row.action = Some(Action::Reused);
                 row.reused_from = Some(ReusedFrom { tag: from, digest });
             }
-            Source::Local { id, size, cache } => {
+            Source::Local {
+                id, size, cache, ..
+            } => {
                 row.action = Some(Action::Built);
                 row.image_id = Some(id);
                 row.size = Some(size);

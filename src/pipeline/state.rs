@@ -45,6 +45,10 @@ pub enum Decision {
         /// By stage: the id of `<repository>:cache-<stage>` as built.
         #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
         cache: BTreeMap<String, String>,
+        /// The Dockerfile as the builder got it (its images pinned), when the image keeps cache
+        /// mounts: `push` saves them from it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        builder_text: Option<String>,
     },
     /// The registry's image under `from` has the same inputs: `digest` is to be tagged.
     Reused {
@@ -100,6 +104,7 @@ pub fn load(root: &Path, tag: &str, registry: Option<&str>) -> Result<Record, Er
                 image_id,
                 inputs,
                 cache,
+                ..
             } => [image_id, inputs]
                 .into_iter()
                 .chain(cache.values())
@@ -205,6 +210,7 @@ mod tests {
                 image_id: "sha256:33".into(),
                 inputs: "sha256:44".into(),
                 cache: BTreeMap::new(),
+                builder_text: None,
             },
         );
         more.merge_and_write(dir.path()).unwrap();
@@ -240,6 +246,7 @@ mod tests {
                 image_id: id.clone(),
                 inputs: id.clone(),
                 cache: BTreeMap::from([("deps".to_owned(), id.clone())]),
+                builder_text: Some("FROM x\n".into()),
             },
         );
         state.clone().merge_and_write(root).unwrap();

@@ -21,6 +21,9 @@ pub struct Summary {
     /// Why the registry was not asked about images to reuse, when it was not.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reuse_skipped: Option<String>,
+    /// The kept cache mounts a release saved.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cache_mounts: Vec<super::mounts::MountSummary>,
 }
 
 /// What happened to an image.

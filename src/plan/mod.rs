@@ -7,7 +7,7 @@ use std::fmt;
 use serde::Serialize;
 
 use crate::artifacts;
-use crate::config::{Config, Image, Mirrors, ValueSource};
+use crate::config::{CacheMounts, Config, Image, Mirrors, ValueSource};
 use crate::reference::{Platform, Reference, ReferenceError};
 use crate::tag::Tag;
 
@@ -149,6 +149,9 @@ pub struct PlannedImage {
     pub reuse: bool,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub cache_stages: Vec<String>,
+    /// The cache mounts kept in the registry between runs (`cache_mounts`).
+    #[serde(skip_serializing_if = "CacheMounts::is_off")]
+    pub cache_mounts: CacheMounts,
     /// Images built before this one; each reaches it as the build arg `<NAME>_IMAGE`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub depends_on: Vec<String>,
@@ -222,6 +225,9 @@ pub struct Plan {
     /// Where each upstream registry's images are pulled from instead (`[mirror]`, `--mirror`).
     #[serde(skip_serializing_if = "Mirrors::is_empty")]
     pub mirrors: Mirrors,
+    /// A cache mount larger than this (bytes) is not saved.
+    #[serde(skip)]
+    pub cache_mount_max_size: u64,
 }
 
 impl Plan {
@@ -263,6 +269,7 @@ impl Plan {
             image_detail: config.image_detail.clone(),
             only_platform: only_platform.cloned(),
             mirrors: config.mirrors.clone(),
+            cache_mount_max_size: config.cache_mount_max_size,
         })
     }
 
@@ -401,6 +408,7 @@ fn plan_image(
         labels: image.labels.clone(),
         reuse: image.reuse,
         cache_stages: image.cache_stages.clone(),
+        cache_mounts: image.cache_mounts.clone(),
         depends_on: image.depends_on.clone(),
         deploy: image.deploy,
         platforms: image.platforms.clone(),
@@ -425,6 +433,9 @@ pub struct PlanReport<'a> {
     /// The images each image's Dockerfile names, and what each is pulled as ([`named`]).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub references: BTreeMap<String, named::Names>,
+    /// The cache mounts each image keeps, and why any it selects cannot be kept.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub cache_mounts: BTreeMap<String, named::ImageMounts>,
 }
 
 impl<'a> PlanReport<'a> {
@@ -435,12 +446,14 @@ impl<'a> PlanReport<'a> {
             order: build_order(plan),
             imagedefinitions_json: serde_json::from_str(&text).unwrap_or_default(),
             references: BTreeMap::new(),
+            cache_mounts: BTreeMap::new(),
         }
     }
 
     /// With the images each Dockerfile under `root` names.
     pub fn with_references(mut self, root: &std::path::Path) -> PlanReport<'a> {
         self.references = named::all(self.plan, root);
+        self.cache_mounts = named::cache_mounts(self.plan, root);
         self
     }
 }
@@ -526,6 +539,19 @@ impl fmt::Display for PlanReport<'_> {
                     writeln!(f, "  pulls       not known: {why}")?;
                 }
                 None => {}
+            }
+            if let Some(mounts) = self.cache_mounts.get(&image.name) {
+                for (i, mount) in mounts.kept.iter().enumerate() {
+                    let head = if i == 0 { "cache mount" } else { "           " };
+                    writeln!(
+                        f,
+                        "  {head} {} (line {}): restored from and saved to {}",
+                        mount.id, mount.line, mount.uri
+                    )?;
+                }
+                for why in &mounts.not_kept {
+                    writeln!(f, "  not kept    {why}")?;
+                }
             }
             if !image.build_args.is_empty() {
                 writeln!(f, "  build args  {}", list(&image.build_args))?;

@@ -6,9 +6,10 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::{Plan, PlannedImage, dependency_arg};
+use crate::cache_mount;
 use crate::config::ValueSource;
-use crate::dockerfile::{self, UseKind};
-use crate::reference::{DEFAULT_PLATFORM, Reference};
+use crate::dockerfile::{self, Dockerfile, UseKind};
+use crate::reference::{DEFAULT_PLATFORM, Platform, Reference};
 
 /// One image a Dockerfile names.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -38,32 +39,24 @@ pub enum Names {
     Unknown(String),
 }
 
-/// For each image of `plan`, the images its Dockerfile names (read under `root`).
-pub fn all(plan: &Plan, root: &std::path::Path) -> BTreeMap<String, Names> {
-    plan.images
-        .iter()
-        .map(|image| {
-            let names = match std::fs::read(root.join(&image.dockerfile)) {
-                Ok(bytes) => match String::from_utf8(bytes) {
-                    Ok(text) => names(plan, image, &text, &|name| std::env::var(name).ok()),
-                    Err(_) => Names::Unknown("the Dockerfile is not UTF-8".into()),
-                },
-                Err(e) => Names::Unknown(format!("{} cannot be read: {e}", image.dockerfile)),
-            };
-            (image.name.clone(), names)
-        })
-        .collect()
+/// A Dockerfile as a plan reads it.
+struct Read<'a> {
+    parsed: Dockerfile,
+    needed: Vec<usize>,
+    /// The build args only a run knows (from SSM or a file).
+    unknown_args: Vec<&'a str>,
+    /// Each dependency's name, and its local name (the value of its arg).
+    dependencies: Vec<(&'a str, &'a str)>,
 }
 
-/// The images `text` (the Dockerfile of `image`) names in the stages its build needs, with the
-/// build args a plan knows: the config's literal values and the environment's; an argument
-/// from SSM or a file is known only to a run, and a reference that uses one says so.
-pub fn names(
-    plan: &Plan,
-    image: &PlannedImage,
+/// `text` (the Dockerfile of `image`) parsed with the build args a plan knows: the config's
+/// literal values and the environment's; an argument from SSM or a file is known only to a run.
+fn read<'a>(
+    plan: &'a Plan,
+    image: &'a PlannedImage,
     text: &str,
     env: &dyn Fn(&str) -> Option<String>,
-) -> Names {
+) -> Result<Read<'a>, String> {
     let mut args: BTreeMap<String, String> = BTreeMap::new();
     let mut dependencies = Vec::new();
     for name in &image.depends_on {
@@ -91,12 +84,7 @@ pub fn names(
             args.remove(name);
         }
     }
-    let platform = image
-        .builds
-        .first()
-        .and_then(|b| b.platform.as_ref())
-        .or(image.platform.as_ref())
-        .map_or_else(|| DEFAULT_PLATFORM.to_owned(), ToString::to_string);
+    let platform = platform_of(image).to_string();
     let parsed = dockerfile::parse(
         text,
         &dockerfile::Args {
@@ -109,11 +97,143 @@ pub fn names(
     .and_then(|parsed| {
         let needed = parsed.needed_stages(image.target.as_deref())?;
         Ok((parsed, needed))
-    });
-    let (parsed, needed) = match parsed {
+    })
+    .map_err(|e| format!("Dockerfile line {}: {}", e.line, e.message))?;
+    Ok(Read {
+        parsed: parsed.0,
+        needed: parsed.1,
+        unknown_args,
+        dependencies,
+    })
+}
+
+/// The platform a plan reads an image's Dockerfile for: its first build's.
+fn platform_of(image: &PlannedImage) -> Platform {
+    image
+        .builds
+        .first()
+        .and_then(|b| b.platform.clone())
+        .or_else(|| image.platform.clone())
+        .unwrap_or_default()
+}
+
+/// One cache mount an image keeps (`cache_mounts`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PlannedMount {
+    pub id: String,
+    pub target: String,
+    pub line: usize,
+    /// Where its content is restored from and saved to.
+    pub uri: String,
+}
+
+/// The cache mounts one image keeps, and why any it selects cannot be kept.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ImageMounts {
+    pub kept: Vec<PlannedMount>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub not_kept: Vec<String>,
+}
+
+/// The cache mounts each image of `plan` keeps (read under `root`).
+pub fn cache_mounts(plan: &Plan, root: &std::path::Path) -> BTreeMap<String, ImageMounts> {
+    let mut owners: BTreeMap<String, String> = BTreeMap::new();
+    let mut all = BTreeMap::new();
+    for image in plan.images.iter().filter(|i| !i.cache_mounts.is_off()) {
+        let text = std::fs::read_to_string(root.join(&image.dockerfile)).unwrap_or_default();
+        let read = match read(plan, image, &text, &|name| std::env::var(name).ok()) {
+            Ok(read) => read,
+            Err(why) => {
+                let not_kept = vec![format!("its cache mounts are not known: {why}")];
+                all.insert(
+                    image.name.clone(),
+                    ImageMounts {
+                        kept: Vec::new(),
+                        not_kept,
+                    },
+                );
+                continue;
+            }
+        };
+        let mut mounts = Vec::new();
+        let mut refused = Vec::new();
+        let several = !image.platforms.is_empty();
+        for build in &image.builds {
+            let suffix = build
+                .platform
+                .as_ref()
+                .filter(|_| several)
+                .map(Platform::suffix);
+            let (kept, not) = cache_mount::kept(
+                &read.parsed,
+                &read.needed,
+                &image.cache_mounts,
+                suffix.as_deref(),
+            );
+            for kept in kept {
+                let repository = owners
+                    .entry(kept.tag.clone())
+                    .or_insert_with(|| image.repository.clone());
+                mounts.push(PlannedMount {
+                    id: kept.mount.id.clone(),
+                    target: kept.mount.target.clone(),
+                    line: kept.mount.line,
+                    uri: format!("{}/{repository}:{}", plan.registry.host, kept.tag),
+                });
+            }
+            for why in not {
+                if !refused.contains(&why) {
+                    refused.push(why);
+                }
+            }
+        }
+        all.insert(
+            image.name.clone(),
+            ImageMounts {
+                kept: mounts,
+                not_kept: refused,
+            },
+        );
+    }
+    all
+}
+
+/// For each image of `plan`, the images its Dockerfile names (read under `root`).
+pub fn all(plan: &Plan, root: &std::path::Path) -> BTreeMap<String, Names> {
+    plan.images
+        .iter()
+        .map(|image| {
+            let names = match std::fs::read(root.join(&image.dockerfile)) {
+                Ok(bytes) => match String::from_utf8(bytes) {
+                    Ok(text) => names(plan, image, &text, &|name| std::env::var(name).ok()),
+                    Err(_) => Names::Unknown("the Dockerfile is not UTF-8".into()),
+                },
+                Err(e) => Names::Unknown(format!("{} cannot be read: {e}", image.dockerfile)),
+            };
+            (image.name.clone(), names)
+        })
+        .collect()
+}
+
+/// The images `text` (the Dockerfile of `image`) names in the stages its build needs, with the
+/// build args a plan knows: the config's literal values and the environment's; an argument
+/// from SSM or a file is known only to a run, and a reference that uses one says so.
+pub fn names(
+    plan: &Plan,
+    image: &PlannedImage,
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Names {
+    let read = match read(plan, image, text, env) {
         Ok(read) => read,
-        Err(e) => return Names::Unknown(format!("Dockerfile line {}: {}", e.line, e.message)),
+        Err(why) => return Names::Unknown(why),
     };
+    let Read {
+        parsed,
+        needed,
+        unknown_args,
+        dependencies,
+    } = &read;
     let mut named = Vec::new();
     for image_use in parsed
         .images()

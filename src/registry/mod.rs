@@ -50,10 +50,19 @@ pub struct RegistryError {
     pub attempts: usize,
 }
 
+/// A blob upload streams a file of any size: an attempt is bounded only by the connection's
+/// own timeouts.
+const UPLOAD_POLICY: crate::retry::Policy = crate::retry::Policy {
+    attempt_timeout: None,
+};
+
 /// One registry host, with the credentials for it.
 pub struct Registry {
     host: String,
     client: Client,
+    /// For blobs streamed from files: one `PUT` of the whole blob, as ECR takes a layer of any
+    /// size (the chunked upload sends parts of 4 MiB).
+    uploads: Client,
     auth: RegistryAuth,
 }
 
@@ -74,8 +83,8 @@ impl Registry {
         } else {
             ClientProtocol::Https
         };
-        let config = ClientConfig {
-            protocol,
+        let config = || ClientConfig {
+            protocol: protocol.clone(),
             connect_timeout: Some(Duration::from_secs(10)),
             read_timeout: Some(Duration::from_secs(60)),
             user_agent: concat!("ecrship/", env!("CARGO_PKG_VERSION")),
@@ -84,9 +93,15 @@ impl Registry {
         let auth = credentials
             .filter(|c| c.is_for(host))
             .map_or(RegistryAuth::Anonymous, Credentials::registry_auth);
+        let uploads = Client::new(ClientConfig {
+            use_monolithic_push: true,
+            read_timeout: Some(Duration::from_secs(600)),
+            ..config()
+        });
         Registry {
             host: host.to_owned(),
-            client: Client::new(config),
+            client: Client::new(config()),
+            uploads,
             auth,
         }
     }
@@ -169,6 +184,61 @@ impl Registry {
         })
         .await?;
         Ok(digest)
+    }
+
+    /// Whether `repository` holds the blob `digest`.
+    pub async fn has_blob(&self, repository: &str, digest: &str) -> Result<bool, RegistryError> {
+        let image = self.reference(repository, digest);
+        self.client
+            .store_auth_if_needed(image.resolve_registry(), &self.auth)
+            .await;
+        self.retry("HEAD blob", repository, digest, || async {
+            self.client.blob_exists(&image, digest).await
+        })
+        .await
+    }
+
+    /// Uploads the file `path` (`size` bytes, whose digest is `digest`) as a blob of
+    /// `repository`, streamed, in one `PUT`.
+    pub async fn put_blob_file(
+        &self,
+        repository: &str,
+        path: &std::path::Path,
+        digest: &str,
+        size: u64,
+    ) -> Result<(), RegistryError> {
+        let image = self.reference(repository, digest);
+        self.uploads
+            .store_auth_if_needed(image.resolve_registry(), &self.auth)
+            .await;
+        let what = format!("registry {}: PUT blob of {repository}:{digest}", self.host);
+        crate::retry::run(
+            UPLOAD_POLICY,
+            &what,
+            || async {
+                let file = tokio::fs::File::open(path)
+                    .await
+                    .map_err(|e| Described(OciDistributionError::IoError(e)))?;
+                let stream = futures_util::StreamExt::map(
+                    tokio_util::io::ReaderStream::with_capacity(file, 1 << 20),
+                    |chunk| chunk.map_err(OciDistributionError::IoError),
+                );
+                let stream = futures_util::StreamExt::boxed(stream);
+                self.uploads
+                    .push_blob_stream(&image, stream, digest, Some(size))
+                    .await
+                    .map(drop)
+                    .map_err(Described)
+            },
+            |e| is_transient(&e.0),
+            &mut crate::retry::log_retry,
+        )
+        .await
+        .map_err(|gave_up| RegistryError {
+            transient: gave_up.transient,
+            attempts: gave_up.attempts,
+            ..self.error("PUT blob", repository, digest, gave_up.last.to_string())
+        })
     }
 
     /// Puts `manifest` (its exact bytes and media type) under `tag`; the registry then names

@@ -7,6 +7,7 @@ mod faults;
 mod graph;
 mod harness;
 mod mirror;
+mod mounts;
 mod platforms;
 mod push;
 mod reuse;
