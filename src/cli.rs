@@ -72,7 +72,7 @@ pub struct Global {
 
     /// Pull an upstream registry's images through a mirror: `docker.io=docker-hub` (an ECR
     /// pull-through cache prefix of the push registry) or `docker.io=public.ecr.aws/docker`
-    /// (another registry's copies); comma-separated, over [mirror]
+    /// (another registry's copies); comma-separated, over `[mirror]`
     #[arg(
         long,
         value_name = "UPSTREAM=TO",
