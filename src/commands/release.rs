@@ -118,7 +118,9 @@ async fn steps(
     }
     let daemon = Daemon::connect().await?;
     let building = request.steps != Steps::Push;
-    let ssm_names = if building {
+    // `push` saves the cache mounts `build` kept, with the same args and secrets.
+    let keeps_mounts = plan.images.iter().any(|i| !i.cache_mounts.is_off());
+    let ssm_names = if building || (keeps_mounts && !request.dry_run) {
         plan.ssm_parameters()
     } else {
         Default::default()
