@@ -1764,7 +1764,7 @@ fn dispatch(
                 let with_secret = read.iter().any(|m| m.kind == MountType::Secret);
                 for m in read.into_iter().filter(|m| m.kind == MountType::Cache) {
                     let id = if m.id.is_empty() {
-                        clean_path(&m.target)
+                        crate::path::clean(&m.target)
                     } else {
                         m.id
                     };
@@ -1995,34 +1995,6 @@ fn valid_size(s: &str) -> bool {
         [] | [b'b'] => true,
         [u, rest @ ..] if b"kmgtp".contains(u) => matches!(rest, [] | [b'b'] | [b'i', b'b']),
         _ => false,
-    }
-}
-
-/// Go's `path.Clean`.
-fn clean_path(p: &str) -> String {
-    if p.is_empty() {
-        return ".".to_owned();
-    }
-    let rooted = p.starts_with('/');
-    let mut parts: Vec<&str> = Vec::new();
-    for part in p.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => {
-                if parts.last().is_some_and(|last| *last != "..") {
-                    parts.pop();
-                } else if !rooted {
-                    parts.push("..");
-                }
-            }
-            _ => parts.push(part),
-        }
-    }
-    let joined = parts.join("/");
-    match (rooted, joined.is_empty()) {
-        (true, _) => format!("/{joined}"),
-        (false, true) => ".".to_owned(),
-        (false, false) => joined,
     }
 }
 

@@ -33,6 +33,7 @@ pub mod tag;
 // The bottom: names, secrets, retries, the runtime, exit codes and text.
 pub mod exit;
 pub mod order;
+pub mod path;
 pub mod reference;
 pub mod retry;
 pub mod runtime;

@@ -4,14 +4,8 @@
 
 /// A duration written as a number and a unit: `90s`, `30m`, `12h`, `7d`, `2w`.
 pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number
-        .parse()
-        .map_err(|_| "write a number and a unit: 90s, 30m, 12h, 7d or 2w".to_string())?;
+    let (number, unit) = number_and_unit(text)
+        .ok_or_else(|| "write a number and a unit: 90s, 30m, 12h, 7d or 2w".to_string())?;
     let seconds = match unit {
         "s" => 1,
         "m" => 60,
@@ -29,14 +23,8 @@ pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
 /// A size written as a number and a unit: `500MB`, `2GiB` (`KB`, `MB`, `GB`, `TB` count in
 /// thousands, `KiB`, `MiB`, `GiB`, `TiB` in 1024s; `B` or no unit: bytes).
 pub fn parse_size(text: &str) -> Result<u64, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number
-        .parse()
-        .map_err(|_| "write a number and a unit: 500MB, 2GiB".to_string())?;
+    let (number, unit) = number_and_unit(text)
+        .ok_or_else(|| "write a number and a unit: 500MB, 2GiB".to_string())?;
     let scale: u64 = match unit.trim() {
         "" | "B" => 1,
         "KB" => 1_000,
@@ -56,6 +44,16 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     number
         .checked_mul(scale)
         .ok_or_else(|| "too large".to_string())
+}
+
+/// `90s` as `(90, "s")`: the leading digits and what follows them; `None` without digits.
+fn number_and_unit(text: &str) -> Option<(u64, &str)> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    Some((number.parse().ok()?, unit))
 }
 
 /// Normalizes a relative path as Go's `filepath.Clean` would, and refuses paths that are absolute

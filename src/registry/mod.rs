@@ -211,34 +211,18 @@ impl Registry {
         self.uploads
             .store_auth_if_needed(image.resolve_registry(), &self.auth)
             .await;
-        let what = format!("registry {}: PUT blob of {repository}:{digest}", self.host);
-        crate::retry::run(
-            UPLOAD_POLICY,
-            &what,
-            || async {
-                let file = tokio::fs::File::open(path)
-                    .await
-                    .map_err(|e| Described(OciDistributionError::IoError(e)))?;
-                let stream = futures_util::StreamExt::map(
-                    tokio_util::io::ReaderStream::with_capacity(file, 1 << 20),
-                    |chunk| chunk.map_err(OciDistributionError::IoError),
-                );
-                let stream = futures_util::StreamExt::boxed(stream);
-                self.uploads
-                    .push_blob_stream(&image, stream, digest, Some(size))
-                    .await
-                    .map(drop)
-                    .map_err(Described)
-            },
-            |e| is_transient(&e.0),
-            &mut crate::retry::log_retry,
-        )
-        .await
-        .map_err(|gave_up| RegistryError {
-            transient: gave_up.transient,
-            attempts: gave_up.attempts,
-            ..self.error("PUT blob", repository, digest, gave_up.last.to_string())
+        self.retry_with(UPLOAD_POLICY, "PUT blob", repository, digest, || async {
+            let file = tokio::fs::File::open(path).await?;
+            let stream = futures_util::StreamExt::map(
+                tokio_util::io::ReaderStream::with_capacity(file, 1 << 20),
+                |chunk| chunk.map_err(OciDistributionError::IoError),
+            );
+            self.uploads
+                .push_blob_stream(&image, stream, digest, Some(size))
+                .await
+                .map(drop)
         })
+        .await
     }
 
     /// Puts `manifest` (its exact bytes and media type) under `tag`; the registry then names
@@ -357,13 +341,30 @@ impl Registry {
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, OciDistributionError>>,
     {
+        self.retry_with(POLICY, action, repository, reference, call)
+            .await
+    }
+
+    /// Runs `call` with `policy`, as [`Self::retry`] does.
+    async fn retry_with<T, F, Fut>(
+        &self,
+        policy: crate::retry::Policy,
+        action: &'static str,
+        repository: &str,
+        reference: &str,
+        call: F,
+    ) -> Result<T, RegistryError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, OciDistributionError>>,
+    {
         let what = format!(
             "registry {}: {action} of {repository}:{reference}",
             self.host
         );
         let mut call = call;
         crate::retry::run(
-            POLICY,
+            policy,
             &what,
             || {
                 let attempt = call();

@@ -28,6 +28,7 @@
 
 mod pattern;
 
+use crate::path::clean;
 use pattern::{Matcher, Subject};
 
 /// A `.dockerignore` pattern that docker would reject.
@@ -378,36 +379,6 @@ fn read_entry(trimmed: &str) -> String {
         format!("!{pattern}")
     } else {
         pattern
-    }
-}
-
-/// Go's `filepath.Clean` for `/`-separated paths.
-pub(crate) fn clean(path: &str) -> String {
-    if path.is_empty() {
-        return ".".into();
-    }
-    let rooted = path.starts_with('/');
-    let mut parts: Vec<&str> = Vec::new();
-    for part in path.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => {
-                if parts.last().is_some_and(|last| *last != "..") {
-                    parts.pop();
-                } else if !rooted {
-                    parts.push("..");
-                }
-            }
-            part => parts.push(part),
-        }
-    }
-    let joined = parts.join("/");
-    if rooted {
-        format!("/{joined}")
-    } else if joined.is_empty() {
-        ".".into()
-    } else {
-        joined
     }
 }
 
@@ -815,25 +786,6 @@ mod tests {
         let want = ["dockerfiles/app/Dockerfile", "dockerfiles/app/keep"];
         assert_eq!(sent(&p, tree, None), want);
         assert_eq!(sent(&p, tree, Some("dockerfiles/app/Dockerfile")), want);
-    }
-
-    #[test]
-    fn cleaning() {
-        let cases = [
-            ("", "."),
-            ("a/", "a"),
-            ("a//b", "a/b"),
-            ("./a/../b", "b"),
-            ("a/..", "."),
-            ("../../a", "../../a"),
-            ("a/../../b", "../b"),
-            ("/", "/"),
-            ("/..", "/"),
-            ("/../a/", "/a"),
-        ];
-        for (input, want) in cases {
-            assert_eq!(clean(input), want, "{input:?}");
-        }
     }
 
     #[test]
