@@ -63,9 +63,15 @@ impl Snapshot {
 
     /// Checks that the entry at `path`, as `stamp` finds it now, is what the digest saw;
     /// `shown` names it in the error.
+    ///
+    /// The context's own `.dockerignore` is the one entry sent that the digest need not have
+    /// seen: BuildKit's frontend reads it for its patterns, whatever they exclude (a `**`
+    /// excludes it from what is hashed), and a change to it changes what the later sync of the
+    /// context sends, which is checked.
     pub fn check(&self, path: &[u8], stamp: Stamp, shown: PathBuf) -> Result<(), ContextError> {
         match self.stamps.get(trimmed(path)) {
             Some(seen) if *seen == stamp => Ok(()),
+            None if trimmed(path) == b".dockerignore" => Ok(()),
             _ => Err(ContextError::ChangedSinceDigest { path: shown }),
         }
     }
@@ -109,6 +115,12 @@ mod tests {
         assert!(
             snapshot.check(b"new.txt", now(), "new.txt".into()).is_err(),
             "an entry the digest did not see"
+        );
+        assert!(
+            snapshot
+                .check(b".dockerignore", now(), ".dockerignore".into())
+                .is_ok(),
+            "the frontend reads the .dockerignore the patterns left out"
         );
     }
 }
