@@ -2,8 +2,10 @@
 //! top-level entry of the mount (at most [`MAX_LAYERS`]; beyond, entries share layers by a hash
 //! of their names), each a tar whose headers carry the path, type, mode, owner, modification
 //! time, size and link of each file and nothing else (no access or change times, no user or
-//! group names), compressed without a timestamp. The same files give the same layer digests on
-//! any host, so a layer the registry holds is not uploaded again.
+//! group names), compressed without a timestamp and in blocks of a fixed size (the compressor's
+//! output depends on how its input is cut, and the daemon's stream arrives cut anyhow). The same
+//! files give the same layer digests on any host, so a layer the registry holds is not uploaded
+//! again.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -18,6 +20,8 @@ use crate::reference::Platform;
 
 /// More top-level entries than this share layers.
 pub const MAX_LAYERS: usize = 64;
+/// The size of every block the compressor is given, but the last.
+const BLOCK: usize = 64 * 1024;
 const MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 const LAYER: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
 const CONFIG: &str = "application/vnd.docker.container.image.v1+json";
@@ -159,10 +163,10 @@ fn merge(parts: Vec<(String, Layer)>, dir: &Path) -> io::Result<Vec<(String, Lay
     Ok(merged)
 }
 
-/// One layer being written: tar, hashed, gzip, hashed, file.
+/// One layer being written: tar, hashed, cut into blocks, gzip, hashed, file.
 struct Part {
     file: PathBuf,
-    tar: tar::Builder<Hashing<GzEncoder<Hashing<BufWriter<File>>>>>,
+    tar: tar::Builder<Hashing<Blocks<GzEncoder<Hashing<BufWriter<File>>>>>>,
 }
 
 impl Part {
@@ -171,14 +175,14 @@ impl Part {
         let gz = flate2::GzBuilder::new()
             .mtime(0)
             .write(out, Compression::fast());
-        let tar = tar::Builder::new(Hashing::new(gz));
+        let tar = tar::Builder::new(Hashing::new(Blocks::new(gz)));
         Ok(Part { file, tar })
     }
 
     fn finish(self) -> io::Result<Layer> {
         let tarred = self.tar.into_inner()?;
         let diff_id = tarred.digest();
-        let gz = tarred.inner.finish()?;
+        let gz = tarred.inner.finish()?.finish()?;
         let size = gz.count;
         let digest = gz.digest();
         gz.inner
@@ -191,6 +195,45 @@ impl Part {
             diff_id,
             size,
         })
+    }
+}
+
+/// A writer that passes on what it is given in blocks of [`BLOCK`] bytes (the last one shorter),
+/// however the writes that reach it are cut.
+struct Blocks<W: Write> {
+    inner: W,
+    block: Vec<u8>,
+}
+
+impl<W: Write> Blocks<W> {
+    fn new(inner: W) -> Blocks<W> {
+        Blocks {
+            inner,
+            block: Vec::with_capacity(BLOCK),
+        }
+    }
+
+    /// The inner writer, after the last block.
+    fn finish(mut self) -> io::Result<W> {
+        self.inner.write_all(&self.block)?;
+        Ok(self.inner)
+    }
+}
+
+impl<W: Write> Write for Blocks<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = buf.len().min(BLOCK - self.block.len());
+        self.block.extend_from_slice(&buf[..n]);
+        if self.block.len() == BLOCK {
+            self.inner.write_all(&self.block)?;
+            self.block.clear();
+        }
+        Ok(n)
+    }
+
+    /// Passes on no partial block: a flush must not change where blocks are cut.
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
     }
 }
 
@@ -377,6 +420,49 @@ mod tests {
         let after = digests(&more);
         let same = after.iter().filter(|d| first.contains(d)).count();
         assert_eq!(same, first.len() - 1, "a new entry changes one layer");
+    }
+
+    /// Text like a downloaded package's: lines of random hex digits, from a fixed seed.
+    fn package_text(lines: usize) -> Vec<u8> {
+        let mut seed: u64 = 20240717;
+        let mut text = String::new();
+        for _ in 0..lines {
+            for _ in 0..16 {
+                seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                text += &format!("{:04x}", seed >> 48);
+            }
+            text.push('\n');
+        }
+        text.into_bytes()
+    }
+
+    /// The digest of a layer whose bytes reach it in writes of changing sizes, at most `modulus`.
+    fn written_in_pieces(bytes: &[u8], modulus: usize) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        let mut part = Part::create(dir.path().join("part")).unwrap();
+        let (mut rest, mut step) = (bytes, 1);
+        while !rest.is_empty() {
+            step = (step * 7 + 3) % modulus + 1;
+            let n = step.min(rest.len());
+            part.tar.get_mut().write_all(&rest[..n]).unwrap();
+            rest = &rest[n..];
+        }
+        part.finish().unwrap().digest
+    }
+
+    #[test]
+    fn the_gzip_bytes_do_not_depend_on_how_the_writes_are_cut() {
+        let text = package_text(20_000);
+        let whole = written_in_pieces(&text, text.len());
+        for modulus in [7, 61, 512, 8192, 9973, 100_000] {
+            assert_eq!(
+                written_in_pieces(&text, modulus),
+                whole,
+                "writes of at most {modulus} bytes"
+            );
+        }
     }
 
     #[test]
