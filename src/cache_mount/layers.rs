@@ -163,10 +163,13 @@ fn merge(parts: Vec<(String, Layer)>, dir: &Path) -> io::Result<Vec<(String, Lay
     Ok(merged)
 }
 
+/// A layer's gzip, hashed on its way to the file.
+type Gzip = GzEncoder<Hashing<BufWriter<File>>>;
+
 /// One layer being written: tar, hashed, cut into blocks, gzip, hashed, file.
 struct Part {
     file: PathBuf,
-    tar: tar::Builder<Hashing<Blocks<GzEncoder<Hashing<BufWriter<File>>>>>>,
+    tar: tar::Builder<Hashing<Blocks<Gzip>>>,
 }
 
 impl Part {
