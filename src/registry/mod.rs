@@ -120,7 +120,7 @@ impl Registry {
     ) -> Result<Option<Manifest>, RegistryError> {
         let image = self.reference(repository, reference);
         let fetched = self
-            .retry("GET manifest", repository, reference, || async {
+            .retry(POLICY, "GET manifest", repository, reference, || async {
                 match self
                     .client
                     .pull_manifest_raw(&image, &self.auth, &manifest::ALL_MANIFESTS)
@@ -151,7 +151,7 @@ impl Registry {
         reference: &str,
     ) -> Result<Option<String>, RegistryError> {
         let image = self.reference(repository, reference);
-        self.retry("HEAD manifest", repository, reference, || async {
+        self.retry(POLICY, "HEAD manifest", repository, reference, || async {
             match self.client.fetch_manifest_digest(&image, &self.auth).await {
                 Ok(digest) => Ok(Some(digest)),
                 Err(e) if is_not_found(&e) => Ok(None),
@@ -173,7 +173,7 @@ impl Registry {
         self.client
             .store_auth_if_needed(image.resolve_registry(), &self.auth)
             .await;
-        self.retry("PUT blob", repository, &digest, || async {
+        self.retry(POLICY, "PUT blob", repository, &digest, || async {
             if self.client.blob_exists(&image, &digest).await? {
                 return Ok(());
             }
@@ -192,7 +192,7 @@ impl Registry {
         self.client
             .store_auth_if_needed(image.resolve_registry(), &self.auth)
             .await;
-        self.retry("HEAD blob", repository, digest, || async {
+        self.retry(POLICY, "HEAD blob", repository, digest, || async {
             self.client.blob_exists(&image, digest).await
         })
         .await
@@ -211,7 +211,7 @@ impl Registry {
         self.uploads
             .store_auth_if_needed(image.resolve_registry(), &self.auth)
             .await;
-        self.retry_with(UPLOAD_POLICY, "PUT blob", repository, digest, || async {
+        self.retry(UPLOAD_POLICY, "PUT blob", repository, digest, || async {
             let file = tokio::fs::File::open(path).await?;
             let stream = futures_util::StreamExt::map(
                 tokio_util::io::ReaderStream::with_capacity(file, 1 << 20),
@@ -242,7 +242,7 @@ impl Registry {
                 format!("`{}` is not a media type", manifest.media_type),
             )
         })?;
-        self.retry("PUT manifest", repository, tag, || async {
+        self.retry(POLICY, "PUT manifest", repository, tag, || async {
             self.client
                 .push_manifest_raw(&image, manifest.bytes.clone(), content_type.clone())
                 .await
@@ -283,7 +283,7 @@ impl Registry {
             ..OciDescriptor::default()
         };
         let bytes = self
-            .retry("GET config", repository, &config.digest, || async {
+            .retry(POLICY, "GET config", repository, &config.digest, || async {
                 let mut out = Vec::with_capacity(config.size as usize);
                 self.client
                     .pull_blob(&image, &descriptor, &mut out)
@@ -328,25 +328,9 @@ impl Registry {
         }
     }
 
-    /// Runs `call` with [`POLICY`]: retried while it fails transiently, at most
-    /// [`crate::retry::ATTEMPTS`] times.
+    /// Runs `call`, retried by `policy` while it fails transiently ([`POLICY`] for a request,
+    /// [`UPLOAD_POLICY`] for a layer's upload).
     async fn retry<T, F, Fut>(
-        &self,
-        action: &'static str,
-        repository: &str,
-        reference: &str,
-        call: F,
-    ) -> Result<T, RegistryError>
-    where
-        F: FnMut() -> Fut,
-        Fut: std::future::Future<Output = Result<T, OciDistributionError>>,
-    {
-        self.retry_with(POLICY, action, repository, reference, call)
-            .await
-    }
-
-    /// Runs `call` with `policy`, as [`Self::retry`] does.
-    async fn retry_with<T, F, Fut>(
         &self,
         policy: crate::retry::Policy,
         action: &'static str,
