@@ -113,10 +113,7 @@ impl Daemon {
         let request = request
             .body(Empty::<Bytes>::new())
             .map_err(|e| failed(e.to_string()))?;
-        let io = endpoint.connect().await.map_err(&failed)?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
-            .await
-            .map_err(|e| failed(error_chain(&e)))?;
+        let (mut sender, conn) = endpoint.open().await.map_err(&failed)?;
         let upgrade = async {
             let response = sender
                 .send_request(request)
@@ -158,10 +155,7 @@ impl Daemon {
             .header(CONTENT_TYPE, "application/x-tar")
             .body(body)
             .map_err(|e| e.to_string())?;
-        let io = endpoint.connect().await?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
-            .await
-            .map_err(|e| error_chain(&e))?;
+        let (mut sender, conn) = endpoint.open().await?;
         let work = async {
             let response = tokio::time::timeout(STREAM_TIMEOUT, sender.send_request(request))
                 .await

@@ -7,6 +7,7 @@ use std::pin::pin;
 
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
+use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -25,6 +26,9 @@ pub(super) enum Endpoint {
 pub(super) trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// An HTTP/1.1 connection to the daemon whose requests have bodies of type `B`.
+pub(super) type Connection<B> = hyper::client::conn::http1::Connection<TokioIo<Box<dyn Io>>, B>;
 
 impl Endpoint {
     /// `DOCKER_HOST` as `unix://PATH`, `tcp://HOST:PORT` or `http://HOST:PORT` (port 2375 when
@@ -63,7 +67,21 @@ impl Endpoint {
         }
     }
 
-    pub(super) async fn connect(&self) -> Result<TokioIo<Box<dyn Io>>, String> {
+    /// One HTTP/1.1 connection to the daemon: the sender of its request, and the connection,
+    /// which must be driven while the request runs ([`drive`]).
+    pub(super) async fn open<B>(&self) -> Result<(SendRequest<B>, Connection<B>), String>
+    where
+        B: hyper::body::Body + 'static,
+        B::Data: Send,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let io = self.connect().await?;
+        hyper::client::conn::http1::handshake(io)
+            .await
+            .map_err(|e| error_chain(&e))
+    }
+
+    async fn connect(&self) -> Result<TokioIo<Box<dyn Io>>, String> {
         let connect = async {
             let io: Box<dyn Io> = match self {
                 Endpoint::Unix(path) => Box::new(tokio::net::UnixStream::connect(path).await?),

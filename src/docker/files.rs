@@ -115,10 +115,7 @@ impl Daemon {
             .header(HOST, endpoint.host())
             .body(Empty::<Bytes>::new())
             .map_err(|e| failed(e.to_string()))?;
-        let io = endpoint.connect().await.map_err(&failed)?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
-            .await
-            .map_err(|e| failed(error_chain(&e)))?;
+        let (mut sender, conn) = endpoint.open().await.map_err(&failed)?;
         let answer = async {
             let response = sender
                 .send_request(request)
