@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 use bytes::{Bytes, BytesMut};
 use tar::{EntryType, Header};
 
-use super::digest::{Kind, Recorder};
+use super::digest::{self, Kind, Recorder};
 use super::ignore::{Decision, MatchInfo, Patterns};
 use super::snapshot::{Snapshot, Stamp};
 use super::{ContextError, ContextSummary, shown_in};
@@ -245,15 +245,15 @@ where
                 self.out.pad(content.len() as u64)?;
                 if let Some((digest, original)) = digest {
                     let stamp = Some(Stamp::of(&meta));
-                    digest.entry(
-                        Kind::File,
-                        rel,
+                    let entry = digest::Header {
+                        kind: Kind::File,
+                        path: rel,
                         mode,
-                        original.len() as u64,
-                        None,
-                        None,
-                        stamp,
-                    );
+                        size: original.len() as u64,
+                        link: None,
+                        device: None,
+                    };
+                    digest.entry(entry, stamp);
                     digest.inline(original);
                     self.digest = Some(digest);
                 }
@@ -499,7 +499,15 @@ where
                 EntryType::Block => Kind::BlockDevice,
                 _ => Kind::File,
             };
-            digest.entry(kind, name, mode, size, link, device, stamp);
+            let entry = digest::Header {
+                kind,
+                path: name,
+                mode,
+                size,
+                link,
+                device,
+            };
+            digest.entry(entry, stamp);
         } else if let (Some(snapshot), Some(stamp)) = (self.plan.snapshot.as_deref(), stamp) {
             snapshot.check(
                 name,

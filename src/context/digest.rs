@@ -92,17 +92,32 @@ impl std::fmt::Debug for ContextDigest {
     }
 }
 
+/// What the digest takes of one entry, before its content.
+#[derive(Debug, Clone, Copy)]
+pub struct Header<'a> {
+    pub kind: Kind,
+    /// The name as sent, `/`-separated.
+    pub path: &'a [u8],
+    pub mode: u32,
+    /// A file's bytes; 0 for other kinds.
+    pub size: u64,
+    /// A link's target.
+    pub link: Option<&'a [u8]>,
+    /// A device's major and minor numbers.
+    pub device: Option<(u32, u32)>,
+}
+
 impl ContextDigest {
     /// One entry's header; for a file, its `size` bytes of content follow through [`Self::data`].
-    pub fn entry(
-        &mut self,
-        kind: Kind,
-        path: &[u8],
-        mode: u32,
-        size: u64,
-        link: Option<&[u8]>,
-        device: Option<(u32, u32)>,
-    ) {
+    pub fn entry(&mut self, entry: Header<'_>) {
+        let Header {
+            kind,
+            path,
+            mode,
+            size,
+            link,
+            device,
+        } = entry;
         self.entries += 1;
         let top = path.split(|&b| b == b'/').next().unwrap_or_default();
         if self.top.as_ref().is_none_or(|(name, _)| name != top) {
@@ -191,27 +206,17 @@ pub struct Recorder {
 impl Recorder {
     /// One entry's header, and its stamp when it is on disk; a file's content follows through
     /// [`Self::file`] or [`Self::inline`].
-    #[allow(clippy::too_many_arguments)]
-    pub fn entry(
-        &mut self,
-        kind: Kind,
-        path: &[u8],
-        mode: u32,
-        size: u64,
-        link: Option<&[u8]>,
-        device: Option<(u32, u32)>,
-        stamp: Option<Stamp>,
-    ) {
+    pub fn entry(&mut self, entry: Header<'_>, stamp: Option<Stamp>) {
         if let Some(stamp) = stamp {
-            self.snapshot.insert(path, stamp);
+            self.snapshot.insert(entry.path, stamp);
         }
         self.records.push(Record {
-            kind,
-            path: path.to_vec(),
-            mode,
-            size,
-            link: link.map(<[u8]>::to_vec),
-            device,
+            kind: entry.kind,
+            path: entry.path.to_vec(),
+            mode: entry.mode,
+            size: entry.size,
+            link: entry.link.map(<[u8]>::to_vec),
+            device: entry.device,
             content: Content::None,
         });
     }
@@ -289,14 +294,14 @@ pub fn record(
         }
         let mut digest = ContextDigest::default();
         for record in &recorder.records {
-            digest.entry(
-                record.kind,
-                &record.path,
-                record.mode,
-                record.size,
-                record.link.as_deref(),
-                record.device,
-            );
+            digest.entry(Header {
+                kind: record.kind,
+                path: &record.path,
+                mode: record.mode,
+                size: record.size,
+                link: record.link.as_deref(),
+                device: record.device,
+            });
             match &record.content {
                 Content::None => {}
                 Content::Inline(bytes) => digest.data(bytes),
@@ -367,6 +372,23 @@ fn framed(out: &mut Vec<u8>, bytes: &[u8]) {
 mod tests {
     use super::*;
 
+    fn header<'a>(
+        kind: Kind,
+        path: &'a [u8],
+        mode: u32,
+        size: u64,
+        link: Option<&'a [u8]>,
+    ) -> Header<'a> {
+        Header {
+            kind,
+            path,
+            mode,
+            size,
+            link,
+            device: None,
+        }
+    }
+
     fn digest(entries: &[(Kind, &str, u32, &str)]) -> String {
         let mut d = ContextDigest::default();
         for (kind, path, mode, content) in entries {
@@ -376,7 +398,7 @@ mod tests {
             } else {
                 0
             };
-            d.entry(*kind, path.as_bytes(), *mode, size as u64, link, None);
+            d.entry(header(*kind, path.as_bytes(), *mode, size as u64, link));
             if *kind == Kind::File {
                 d.data(content.as_bytes());
             }
@@ -424,17 +446,17 @@ mod tests {
         }
         // Content split differently is the same content.
         let mut d = ContextDigest::default();
-        d.entry(Kind::Dir, b"a/", 0o755, 0, None, None);
-        d.entry(Kind::File, b"a/x", 0o644, 5, None, None);
+        d.entry(header(Kind::Dir, b"a/", 0o755, 0, None));
+        d.entry(header(Kind::File, b"a/x", 0o644, 5, None));
         d.data(b"he");
         d.data(b"llo");
         assert_eq!(d.entries(), 2);
         assert_eq!(d.finish().total, same);
         // Field boundaries are framed: moving a byte from the path to the link changes it.
         let mut a = ContextDigest::default();
-        a.entry(Kind::Symlink, b"ab", 0o777, 0, Some(b"c"), None);
+        a.entry(header(Kind::Symlink, b"ab", 0o777, 0, Some(b"c")));
         let mut b = ContextDigest::default();
-        b.entry(Kind::Symlink, b"a", 0o777, 0, Some(b"bc"), None);
+        b.entry(header(Kind::Symlink, b"a", 0o777, 0, Some(b"bc")));
         assert_ne!(a.finish().total, b.finish().total);
     }
 
@@ -448,7 +470,7 @@ mod tests {
                 (Kind::File, "mix.lock", lock),
             ] {
                 let size = content.len() as u64;
-                d.entry(kind, path.as_bytes(), 0o644, size, None, None);
+                d.entry(header(kind, path.as_bytes(), 0o644, size, None));
                 d.data(content.as_bytes());
             }
             d.finish()

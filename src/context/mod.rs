@@ -539,15 +539,15 @@ impl SyncedContext {
                     };
                     let device = (entry.devmajor as u32, entry.devminor as u32);
                     let link = (!entry.linkname.is_empty()).then_some(entry.linkname.as_slice());
-                    recorder.entry(
+                    let header = digest::Header {
                         kind,
-                        &entry.path,
-                        entry.mode,
-                        entry.size as u64,
+                        path: &entry.path,
+                        mode: entry.mode,
+                        size: entry.size as u64,
                         link,
-                        Some(device),
-                        entry.stamp,
-                    );
+                        device: Some(device),
+                    };
+                    recorder.entry(header, entry.stamp);
                     if kind == digest::Kind::File
                         && let (Some(source), Some(stamp)) = (&entry.source, entry.stamp)
                     {
