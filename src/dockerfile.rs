@@ -2333,13 +2333,8 @@ impl<'a> WordLexer<'a> {
                     result.push_str(&t);
                     words.add_raw_str(&t);
                 }
-                '\'' => {
-                    let t = self.single_quote()?;
-                    result.push_str(&t);
-                    words.add_raw_str(&t);
-                }
-                '"' => {
-                    let t = self.double_quote()?;
+                '\'' | '"' => {
+                    let t = self.quoted(ch)?;
                     result.push_str(&t);
                     words.add_raw_str(&t);
                 }
@@ -2373,56 +2368,34 @@ impl<'a> WordLexer<'a> {
         }
     }
 
-    fn single_quote(&mut self) -> Result<String, String> {
+    /// A quoted word from its opening `quote` (`'` or `"`) to the closing one: taken as it
+    /// stands between single quotes; between double quotes, `$` expands and the escape
+    /// character escapes `"`, `$` and itself.
+    fn quoted(&mut self, quote: char) -> Result<String, String> {
+        let name = if quote == '"' { "double" } else { "single" };
         let mut out = String::new();
         self.pos += 1;
         if self.options.raw_quotes {
-            out.push('\'');
-        }
-        loop {
-            match self.next() {
-                None => {
-                    return Err(
-                        "unexpected end of statement while looking for matching single-quote"
-                            .to_owned(),
-                    );
-                }
-                Some('\'') => {
-                    if self.options.raw_quotes {
-                        out.push('\'');
-                    }
-                    return Ok(out);
-                }
-                Some(c) => out.push(c),
-            }
-        }
-    }
-
-    fn double_quote(&mut self) -> Result<String, String> {
-        let mut out = String::new();
-        self.pos += 1;
-        if self.options.raw_quotes {
-            out.push('"');
+            out.push(quote);
         }
         loop {
             match self.peek() {
                 None => {
-                    return Err(
-                        "unexpected end of statement while looking for matching double-quote"
-                            .to_owned(),
-                    );
+                    return Err(format!(
+                        "unexpected end of statement while looking for matching {name}-quote"
+                    ));
                 }
-                Some('"') => {
+                Some(c) if c == quote => {
                     self.pos += 1;
                     if self.options.raw_quotes {
-                        out.push('"');
+                        out.push(quote);
                     }
                     return Ok(out);
                 }
-                Some('$') => out.push_str(&self.dollar()?),
+                Some('$') if quote == '"' => out.push_str(&self.dollar()?),
                 Some(mut c) => {
                     self.pos += 1;
-                    if c == self.options.escape {
+                    if quote == '"' && c == self.options.escape {
                         if self.raw_escapes {
                             out.push(c);
                         }
@@ -2438,6 +2411,16 @@ impl<'a> WordLexer<'a> {
                     out.push(c);
                 }
             }
+        }
+    }
+
+    /// The word up to `stop` (taken off), its escapes kept when `raw`; `missing` when the text
+    /// ends first.
+    fn word_until(&mut self, stop: char, raw: bool, missing: &str) -> Result<String, String> {
+        match self.stop_on(Some(stop), raw) {
+            Ok((word, _)) => Ok(word),
+            Err(_) if self.peek().is_none() => Err(missing.to_owned()),
+            Err(e) => Err(e),
         }
     }
 
@@ -2521,13 +2504,7 @@ impl<'a> WordLexer<'a> {
                 if null_is_unset && raw {
                     return Err(unsupported(&modifier));
                 }
-                let word = match self.stop_on(Some('}'), raw) {
-                    Ok((w, _)) => w,
-                    Err(_) if self.peek().is_none() => {
-                        return Err("syntax error: missing '}'".to_owned());
-                    }
-                    Err(e) => return Err(e),
-                };
+                let word = self.word_until('}', raw, "syntax error: missing '}'")?;
                 let value = self.get(&name);
                 if self.options.skip_unset && value.is_none() {
                     return Ok(format!("${{{name}{modifier}{word}}}"));
@@ -2571,20 +2548,8 @@ impl<'a> WordLexer<'a> {
                 if all {
                     self.pos += 1;
                 }
-                let pattern = match self.stop_on(Some('/'), true) {
-                    Ok((p, _)) => p,
-                    Err(_) if self.peek().is_none() => {
-                        return Err("syntax error: missing '/' in ${}".to_owned());
-                    }
-                    Err(e) => return Err(e),
-                };
-                let replacement = match self.stop_on(Some('}'), true) {
-                    Ok((r, _)) => r,
-                    Err(_) if self.peek().is_none() => {
-                        return Err("syntax error: missing '}'".to_owned());
-                    }
-                    Err(e) => return Err(e),
-                };
+                let pattern = self.word_until('/', true, "syntax error: missing '/' in ${}")?;
+                let replacement = self.word_until('}', true, "syntax error: missing '}'")?;
                 let value = self.get(&name);
                 if self.options.skip_unset && value.is_none() {
                     return Ok(format!("${{{name}/{pattern}/{replacement}}}"));
