@@ -142,8 +142,9 @@ pub struct Image {
     /// The `RUN --mount=type=cache` mounts whose content is kept in the registry between runs.
     #[serde(skip_serializing_if = "CacheMounts::is_off")]
     pub cache_mounts: CacheMounts,
-    /// Tags pushed after the image's own, besides `[tag] extra`.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    /// Tags pushed after the image's own, besides `[tag] extra`. Not serialized: a plan's
+    /// image says all of its extra tags (`PlannedImage::extra_tags`).
+    #[serde(skip)]
     pub extra_tags: Vec<String>,
     /// Images of this config that must be built first; each reaches the build as the build
     /// arg `<NAME>_IMAGE`.

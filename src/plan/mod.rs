@@ -7,7 +7,7 @@ use std::fmt;
 use serde::Serialize;
 
 use crate::artifacts;
-use crate::config::{CacheMounts, Config, Image, Mirrors, ValueSource};
+use crate::config::{Config, Image, Mirrors, ValueSource};
 use crate::reference::{Platform, Reference, ReferenceError};
 use crate::tag::Tag;
 
@@ -131,35 +131,12 @@ fn is_region(region: &str) -> bool {
         && !parts[parts.len() - 1].is_empty()
 }
 
-/// One image of the plan.
+/// One image of the plan: its config, and the names and builds this run gives it. Its config's
+/// fields are read through it (`image.name`); `extra_tags` is the run's, not the config's.
 #[derive(Debug, Clone, Serialize)]
 pub struct PlannedImage {
-    pub name: String,
-    pub repository: String,
-    pub context: String,
-    pub dockerfile: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub target: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub platform: Option<Platform>,
-    pub build_args: BTreeMap<String, ValueSource>,
-    pub secrets: BTreeMap<String, ValueSource>,
-    pub labels: BTreeMap<String, String>,
-    /// Whether an image with the same inputs in the registry may be reused.
-    pub reuse: bool,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub cache_stages: Vec<String>,
-    /// The cache mounts kept in the registry between runs (`cache_mounts`).
-    #[serde(skip_serializing_if = "CacheMounts::is_off")]
-    pub cache_mounts: CacheMounts,
-    /// Images built before this one; each reaches it as the build arg `<NAME>_IMAGE`.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub depends_on: Vec<String>,
-    /// Whether the artifacts name this image.
-    pub deploy: bool,
-    /// The platforms of a multi-architecture image (empty for a single-platform one).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub platforms: Vec<Platform>,
+    #[serde(flatten)]
+    pub config: Image,
     /// `<registry>/<repository>:<tag>`: what the artifacts name (for a multi-platform image,
     /// the manifest list).
     pub uri: Reference,
@@ -169,6 +146,14 @@ pub struct PlannedImage {
     pub extra_uris: Vec<Reference>,
     /// What is built: one image, or one per platform of `platforms` that this run builds.
     pub builds: Vec<PlannedBuild>,
+}
+
+impl std::ops::Deref for PlannedImage {
+    type Target = Image;
+
+    fn deref(&self) -> &Image {
+        &self.config
+    }
 }
 
 /// One image built: of a single-platform image, or one platform of a multi-platform one.
@@ -397,21 +382,7 @@ fn plan_image(
             .collect::<Result<_, ReferenceError>>()?
     };
     Ok(PlannedImage {
-        name: image.name.clone(),
-        repository: repo.clone(),
-        context: image.context.clone(),
-        dockerfile: image.dockerfile.clone(),
-        target: image.target.clone(),
-        platform: image.platform.clone(),
-        build_args: image.build_args.clone(),
-        secrets: image.secrets.clone(),
-        labels: image.labels.clone(),
-        reuse: image.reuse,
-        cache_stages: image.cache_stages.clone(),
-        cache_mounts: image.cache_mounts.clone(),
-        depends_on: image.depends_on.clone(),
-        deploy: image.deploy,
-        platforms: image.platforms.clone(),
+        config: image.clone(),
         uri: uri(tag)?,
         extra_uris: extra_uris()?,
         extra_tags,
