@@ -53,7 +53,10 @@ pub struct Split {
 /// Splits `archive` (a tar of one folder, as `GET /containers/{id}/archive` returns it: every
 /// name starts with the folder's) into layers of the folder's content, written under `dir`.
 pub fn split(archive: impl Read, dir: &Path) -> io::Result<Split> {
-    let mut parts: Vec<(String, Part)> = Vec::new();
+    // A top-level entry's files come one after the other (the daemon walks the folder depth
+    // first): each layer is finished when the next entry starts, so one is open at a time.
+    let mut parts: Vec<(String, Layer)> = Vec::new();
+    let mut open: Option<(String, Part)> = None;
     let mut split = Split::default();
     let mut archive = tar::Archive::new(archive);
     for entry in archive.entries()? {
@@ -75,11 +78,14 @@ pub fn split(archive: impl Read, dir: &Path) -> io::Result<Split> {
         out.set_gid(header.gid().unwrap_or(0));
         out.set_mtime(header.mtime()?);
         out.set_size(0);
-        if parts.last().is_none_or(|(name, _)| *name != top) {
+        if open.as_ref().is_none_or(|(name, _)| *name != top) {
+            if let Some((name, part)) = open.take() {
+                parts.push((name, part.finish()?));
+            }
             let file = dir.join(format!("part-{}", parts.len()));
-            parts.push((top.clone(), Part::create(file)?));
+            open = Some((top.clone(), Part::create(file)?));
         }
-        let (_, part) = parts.last_mut().expect("a part was just pushed");
+        let (_, part) = open.as_mut().expect("a part was just opened");
         match kind {
             tar::EntryType::Regular | tar::EntryType::Continuous => {
                 out.set_entry_type(tar::EntryType::Regular);
@@ -110,10 +116,9 @@ pub fn split(archive: impl Read, dir: &Path) -> io::Result<Split> {
             _ => split.left_out += 1,
         }
     }
-    let mut parts: Vec<(String, Layer)> = parts
-        .into_iter()
-        .map(|(name, part)| part.finish().map(|layer| (name, layer)))
-        .collect::<io::Result<_>>()?;
+    if let Some((name, part)) = open {
+        parts.push((name, part.finish()?));
+    }
     if parts.len() > MAX_LAYERS {
         parts = merge(parts, dir)?;
     }
